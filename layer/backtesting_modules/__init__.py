@@ -1,0 +1,1 @@
+"""backtesting_modules (public API assembled once all modules land)."""

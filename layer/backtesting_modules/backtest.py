@@ -1,0 +1,263 @@
+"""The engine's public entry points: `run_backtest` (one parameter set) and `run_sweep` (a grid).
+
+Both go through the same path: validate bars, compute signals for a block of parameter combinations, apply
+the entry filters, simulate, build equity curves, compute metrics. A sweep row is therefore exactly the
+result `run_backtest` gives for those parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import indicators
+from .bars import BarArrays
+from .config import StrategyConfig
+from .data import validate_bars
+from .errors import ConfigError, DataError
+from .metrics import HIGHER_IS_BETTER, compute_metrics
+from .simulation import SimSettings, equity_curves, simulate
+from .strategies import Strategy, expand_grid, get_strategy, resolve_params
+from .strategies.registry import ParamTable
+from .trades import TradeArrays
+
+ENGINE_VERSION = "0.1.0"
+# Bytes of (n_bars × combinations) working arrays one sweep block may use; bounds a sweep's memory.
+DEFAULT_BLOCK_BYTES = 384 * 1024 * 1024
+_BYTES_PER_CELL = 8 * 3 + 2  # equity, cash, units (float64) and the two signal matrices (bool)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What was run: every report shows these conditions next to its numbers."""
+
+    strategy: str
+    symbol: str | None
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    n_bars: int
+    bar_seconds: float
+    data_source: str
+    synthetic: bool
+    fill: str
+    commission_rate: float
+    slippage_rate: float
+    engine_version: str = ENGINE_VERSION
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "symbol": self.symbol,
+            "start": self.start.isoformat() if self.start is not None else None,
+            "end": self.end.isoformat() if self.end is not None else None,
+            "n_bars": self.n_bars,
+            "bar_seconds": self.bar_seconds,
+            "data_source": self.data_source,
+            "synthetic": self.synthetic,
+            "fill": self.fill,
+            "commission_rate": self.commission_rate,
+            "slippage_rate": self.slippage_rate,
+            "engine_version": self.engine_version,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class BacktestResult:
+    """The result of one backtest: `.metrics`, `.trades` (DataFrame), `.equity` (Series at each close)."""
+
+    params: dict[str, float]
+    metrics: dict[str, float]
+    trades: pd.DataFrame
+    equity: pd.Series
+    config: StrategyConfig
+    info: RunInfo
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def strategy(self) -> str:
+        return self.info.strategy
+
+    def to_legacy(self) -> dict[str, float]:
+        """The metrics under the original system's field names (win_rate, mdd, sharpe_ratio, ...)."""
+        from .metrics import legacy_metrics
+
+        return legacy_metrics(self.metrics)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    bars: BarArrays
+    settings: SimSettings
+    entry_mask: np.ndarray
+    info: RunInfo
+
+
+def _prepare(
+    bars: pd.DataFrame | BarArrays, strategy: Strategy, params: ParamTable, config: StrategyConfig
+) -> _Prepared:
+    frame_attrs: Mapping[str, Any] = {}
+    if isinstance(bars, pd.DataFrame):
+        frame_attrs = bars.attrs
+        arrays = BarArrays.from_frame(validate_bars(bars, min_bars=2), symbol=frame_attrs.get("symbol"))
+    else:
+        arrays = bars
+    # The warm-up plus one bar to signal on and one to fill on.
+    needed = int(np.max(strategy.warmup(params))) + 2 if params else 2
+    if len(arrays) < needed:
+        raise DataError(
+            f"{strategy.name} needs at least {needed} bars for these parameters, got {len(arrays)}: "
+            "load a longer period or use shorter windows."
+        )
+    mask, notes = compute_entry_mask(arrays, config)
+    index = arrays.index
+    info = RunInfo(
+        strategy=strategy.name,
+        symbol=arrays.symbol,
+        start=index[0] if len(index) else None,
+        end=index[-1] if len(index) else None,
+        n_bars=len(arrays),
+        bar_seconds=arrays.interval_seconds(),
+        data_source=str(frame_attrs.get("source", "dataframe")),
+        synthetic=bool(frame_attrs.get("synthetic", False)),
+        fill=config.fill,
+        commission_rate=config.commission_rate,
+        slippage_rate=config.slippage_rate,
+        notes=tuple(notes),
+    )
+    return _Prepared(arrays, SimSettings.from_config(config), mask, info)
+
+
+def compute_entry_mask(bars: BarArrays, config: StrategyConfig) -> tuple[np.ndarray, list[str]]:
+    """Bars on which `StrategyConfig.filters` and `min_volume` allow an entry, plus notes for the report."""
+    filters = config.entry_filters()
+    notes: list[str] = []
+    mask = np.ones(len(bars), dtype=bool)
+    if filters.excludes(bars.symbol):
+        notes.append(f"{bars.symbol} is in filters.exclude_symbols: no entries.")
+        mask[:] = False
+        return mask, notes
+    if filters.min_price is not None:
+        mask &= bars.close >= filters.min_price
+    if filters.max_price is not None:
+        mask &= bars.close <= filters.max_price
+    if filters.volume_ma_ratio is not None:
+        period = filters.volume_ma_period
+        ratio = bars.memo(("volume_ratio", period), lambda: indicators.volume_ratio(bars.volume, period))
+        mask &= np.greater_equal(ratio, filters.volume_ma_ratio)
+    if config.min_volume > 0:
+        mask &= bars.close * bars.volume >= config.min_volume
+    blocked = int((~mask).sum())
+    if blocked:
+        notes.append(f"entry filters block {blocked} of {len(bars)} bars ({blocked / len(bars):.0%}).")
+    return mask, notes
+
+
+def _simulate_block(
+    prepared: _Prepared, strategy: Strategy, params: ParamTable
+) -> tuple[TradeArrays, np.ndarray]:
+    """Trades and equity (n_bars × m) of one block of combinations."""
+    entries, exits = strategy.signals(prepared.bars, params)
+    m = len(next(iter(params.values()))) if params else 1
+    if entries.shape != (len(prepared.bars), m) or exits.shape != entries.shape:
+        raise ConfigError(
+            f"strategy {strategy.name} returned signals of shape {entries.shape}, expected "
+            f"({len(prepared.bars)}, {m}); fix its signal function."
+        )
+    output = simulate(prepared.bars, entries, exits, prepared.settings, prepared.entry_mask)
+    equity = equity_curves(prepared.bars, output.trades, np.arange(m), prepared.settings)
+    return output.trades, equity
+
+
+def run_backtest(
+    bars: pd.DataFrame | BarArrays,
+    strategy: str | Strategy,
+    params: Mapping[str, Any] | None = None,
+    config: StrategyConfig | None = None,
+) -> BacktestResult:
+    """Backtest one parameter set of `strategy` on `bars`.
+
+    >>> from backtesting_modules import run_backtest, synthetic_bars, StrategyConfig
+    >>> bars = synthetic_bars("KRW-BTC", periods=2000, seed=7)
+    >>> result = run_backtest(bars, "SMA_Crossover", {"fast": 10, "slow": 30}, StrategyConfig(filters=None))
+    >>> sorted(result.metrics)[:3]
+    ['avg_holding_bars', 'avg_holding_hours', 'avg_loss']
+    """
+    spec = get_strategy(strategy)
+    config = config or StrategyConfig()
+    values = resolve_params(spec, params)
+    table = {k: np.asarray([v]) for k, v in values.items()}
+    prepared = _prepare(bars, spec, table, config)
+    trades, equity = _simulate_block(prepared, spec, table)
+    metrics = compute_metrics(
+        equity, trades, initial_cash=config.initial_cash, bar_seconds=prepared.info.bar_seconds
+    )
+    return BacktestResult(
+        params=values,
+        metrics={k: float(v[0]) for k, v in metrics.items()},
+        trades=trades.to_frame(prepared.bars.index),
+        equity=pd.Series(equity[:, 0], index=prepared.bars.index, name="equity"),
+        config=config,
+        info=prepared.info,
+    )
+
+
+def block_size(n_bars: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
+    """Combinations per block so that a block's working arrays stay within `block_bytes`."""
+    return max(1, block_bytes // max(1, n_bars * _BYTES_PER_CELL))
+
+
+def run_sweep(
+    bars: pd.DataFrame | BarArrays,
+    strategy: str | Strategy,
+    grid: Mapping[str, Sequence[Any]],
+    config: StrategyConfig | None = None,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> pd.DataFrame:
+    """Backtest every valid combination of `grid`; one row per combination (parameters, then metrics).
+
+    Combinations violating a strategy constraint are skipped and counted in ``df.attrs["skipped"]``.
+    Work proceeds in blocks of combinations so memory stays bounded whatever the grid size.
+    """
+    spec = get_strategy(strategy)
+    config = config or StrategyConfig()
+    table, skipped = expand_grid(spec, grid, fixed)
+    total = len(next(iter(table.values()))) if table else 1
+    if total == 0:
+        frame = pd.DataFrame(columns=[*spec.param_names])
+        frame.attrs.update(combinations=0, skipped=skipped)
+        return frame
+    prepared = _prepare(bars, spec, table, config)
+    step = block_size(len(prepared.bars), block_bytes)
+    parts: list[pd.DataFrame] = []
+    for start in range(0, total, step):
+        block = {k: v[start : start + step] for k, v in table.items()}
+        trades, equity = _simulate_block(prepared, spec, block)
+        metrics = compute_metrics(
+            equity, trades, initial_cash=config.initial_cash, bar_seconds=prepared.info.bar_seconds
+        )
+        del equity
+        parts.append(pd.DataFrame({**block, **metrics}))
+    frame = pd.concat(parts, ignore_index=True)
+    frame.attrs.update(combinations=total, skipped=skipped, info=prepared.info.to_dict())
+    return frame
+
+
+def rank_sweep(frame: pd.DataFrame, metric: str, top: int | None = None) -> pd.DataFrame:
+    """Sort a sweep by `metric` (best first, NaN last); the direction comes from `HIGHER_IS_BETTER`."""
+    if metric not in frame.columns:
+        from .errors import did_you_mean
+
+        raise ConfigError(
+            f"unknown metric {metric!r}.{did_you_mean(metric, HIGHER_IS_BETTER)} "
+            f"Metrics: {', '.join(HIGHER_IS_BETTER)}."
+        )
+    ranked = frame.sort_values(metric, ascending=not HIGHER_IS_BETTER.get(metric, True), na_position="last")
+    return ranked.head(top) if top is not None else ranked

@@ -1,0 +1,224 @@
+"""Markdown reports (tabulate): every report opens with what was run, then the numbers.
+
+`render_*` functions are pure: results in, markdown text out. A report meant for a PR comment is kept under
+`PR_COMMENT_LIMIT` bytes by `fit_to_limit`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from .backtest import BacktestResult, RunInfo
+from .config import StrategyConfig
+from .metrics import METRIC_NAMES
+
+PR_COMMENT_LIMIT = 60_000
+_PERCENT = {
+    "total_return", "cagr", "volatility", "max_drawdown", "exposure", "win_rate", "avg_return", "avg_win",
+    "avg_loss", "kelly_fraction", "kelly_half", "kelly_quarter", "var_95",
+}
+_HEADLINE = (
+    "total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
+    "profit_factor", "expectancy", "kelly_fraction", "exposure", "composite_score",
+)
+
+
+def format_value(name: str, value: Any) -> str:
+    """One metric as text: percentages for fractions, '–' for undefined values."""
+    if value is None:
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    number = float(value)
+    if math.isnan(number):
+        return "–"
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    if name in _PERCENT:
+        return f"{number:.2%}"
+    if name in {"trades", "winning_trades", "losing_trades"}:
+        return f"{number:,.0f}"
+    if abs(number) >= 1e5:
+        return f"{number:,.0f}"
+    return f"{number:,.4g}" if abs(number) < 1 else f"{number:,.3f}"
+
+
+def render_run_header(info: RunInfo, params: Mapping[str, Any] | None, config: StrategyConfig) -> str:
+    """The conditions of a run: strategy, parameters, data (and whether synthetic), fills, costs, engine."""
+    source = f"{info.data_source}" + (" — **synthetic data**" if info.synthetic else "")
+    period = f"{info.start:%Y-%m-%d %H:%M} → {info.end:%Y-%m-%d %H:%M} UTC" if info.start is not None else "–"
+    stop = "off" if config.stop_loss_pct is None else f"{config.stop_loss_pct:.1%}"
+    target = "off" if config.take_profit_pct is None else f"{config.take_profit_pct:.1%}"
+    rows = [
+        ("strategy", info.strategy),
+        ("parameters", ", ".join(f"{k}={_plain(v)}" for k, v in (params or {}).items()) or "(grid)"),
+        ("symbol", info.symbol or "–"),
+        ("data", source),
+        ("period", f"{period} ({info.n_bars:,} bars of {_interval(info.bar_seconds)})"),
+        ("fills", f"{info.fill}; commission {info.commission_rate:.3%} + slippage {info.slippage_rate:.3%} per side"),
+        ("risk", f"stop loss {stop}, take profit {target}, max hold {config.max_holding_bars or 'off'}"),
+        ("sizing", f"{config.position_size_method} {config.position_size_value:g}, "
+                   f"initial cash {config.initial_cash:,.0f}"),
+        ("entry filters", _filters_text(config)),
+        ("engine", f"backtesting_modules {info.engine_version}"),
+    ]
+    lines = [tabulate(rows, headers=["run", ""], tablefmt="github")]
+    lines += [f"> {note}" for note in info.notes]
+    return "\n".join(lines)
+
+
+def render_metrics_table(metrics: Mapping[str, float], names: Sequence[str] = METRIC_NAMES) -> str:
+    rows = [(name, format_value(name, metrics.get(name))) for name in names if name in metrics]
+    return tabulate(rows, headers=["metric", "value"], tablefmt="github", disable_numparse=True)
+
+
+def render_trade_summary(trades: pd.DataFrame, limit: int = 10) -> str:
+    """Exit reasons (count, win rate, average return, P&L) and the first and last trades."""
+    if trades.empty:
+        return "_No trades._"
+    grouped = trades.groupby("exit_reason", sort=True)
+    reasons = pd.DataFrame(
+        {
+            "trades": grouped.size(),
+            "win rate": grouped["pnl"].apply(lambda p: f"{(p > 0).mean():.1%}"),
+            "avg return": grouped["return_pct"].mean().map(lambda v: f"{v:.2%}"),
+            "total P&L": grouped["pnl"].sum().map(lambda v: f"{v:,.0f}"),
+        }
+    )
+    parts = ["**Exit reasons**", tabulate(reasons, headers="keys", tablefmt="github", disable_numparse=True)]
+    shown = trades if len(trades) <= limit else pd.concat([trades.head(limit // 2), trades.tail(limit // 2)])
+    columns = [c for c in ("symbol", "entry_time", "exit_time", "entry_price", "exit_price", "return_pct",
+                           "pnl", "exit_reason") if c in shown.columns]
+    table = shown[columns].copy()
+    for col in ("entry_time", "exit_time"):
+        table[col] = table[col].map(lambda t: f"{t:%Y-%m-%d %H:%M}")
+    table["return_pct"] = table["return_pct"].map(lambda v: f"{v:.2%}")
+    table["pnl"] = table["pnl"].map(lambda v: f"{v:,.0f}")
+    title = "**Trades**" if len(trades) <= limit else f"**Trades** (first and last {limit // 2} of {len(trades)})"
+    parts += [title, tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=",.6g")]
+    return "\n\n".join(parts)
+
+
+def render_equity_chart(equity: pd.Series, points: int = 60) -> str:
+    """A mermaid xychart of the equity curve, down-sampled to about `points` points."""
+    if equity.empty:
+        return ""
+    step = max(1, len(equity) // points)
+    sampled = equity.iloc[::step]
+    if sampled.index[-1] != equity.index[-1]:
+        sampled = pd.concat([sampled, equity.iloc[-1:]])
+    values = ", ".join(f"{v:.0f}" for v in sampled.to_numpy())
+    low, high = float(sampled.min()), float(sampled.max())
+    pad = (high - low) * 0.05 or abs(high) * 0.01 or 1.0
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta",
+            '    title "Equity at each close (down-sampled)"',
+            f'    x-axis "{sampled.index[0]:%Y-%m-%d} → {sampled.index[-1]:%Y-%m-%d}" 1 --> {len(sampled)}',
+            f'    y-axis "equity" {low - pad:.0f} --> {high + pad:.0f}',
+            f"    line [{values}]",
+            "```",
+        ]
+    )
+
+
+def render_backtest(result: BacktestResult, *, title: str | None = None) -> str:
+    """The single-backtest report: conditions, metrics, equity chart, exit reasons, trades."""
+    parts = [
+        f"# {title or f'Backtest: {result.strategy}'}",
+        render_run_header(result.info, result.params, result.config),
+        "## Metrics",
+        render_metrics_table(result.metrics),
+        "## Equity",
+        render_equity_chart(result.equity),
+        "## Trades",
+        render_trade_summary(result.trades),
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def render_sweep(
+    frame: pd.DataFrame,
+    *,
+    strategy: str,
+    param_names: Sequence[str],
+    rank: str,
+    config: StrategyConfig,
+    info: RunInfo,
+    top: int = 20,
+    higher_is_better: bool = True,
+) -> str:
+    """The sweep report: conditions, the top rows by `rank`, and a heatmap table for two parameters."""
+    ranked = frame.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
+    shown = [*param_names, *[m for m in _HEADLINE if m in frame.columns and m not in param_names]]
+    table = [[_plain(row[c]) if c in param_names else format_value(c, row[c]) for c in shown]
+             for _, row in ranked.iterrows()]
+    parts = [
+        f"# Parameter sweep: {strategy}",
+        render_run_header(info, None, config),
+        f"{frame.attrs.get('combinations', len(frame)):,} combinations run, "
+        f"{frame.attrs.get('skipped', 0):,} skipped by constraints; ranked by **{rank}**.",
+        f"## Top {len(ranked)} by {rank}",
+        tabulate(table, headers=shown, tablefmt="github", disable_numparse=True),
+    ]
+    varied = [p for p in param_names if frame[p].nunique() > 1]
+    if len(varied) == 2:
+        parts += [f"## {rank} by {varied[0]} × {varied[1]}", render_heatmap(frame, varied[0], varied[1], rank)]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_heatmap(frame: pd.DataFrame, rows: str, cols: str, metric: str) -> str:
+    """A two-parameter table of `metric` (rows × columns); empty cells are skipped combinations."""
+    pivot = frame.pivot_table(index=rows, columns=cols, values=metric, aggfunc="first")
+    body = [[_plain(idx), *[format_value(metric, v) for v in pivot.loc[idx].to_numpy()]] for idx in pivot.index]
+    headers = [f"{rows} \\ {cols}", *[_plain(c) for c in pivot.columns]]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def fit_to_limit(markdown: str, limit: int = PR_COMMENT_LIMIT) -> str:
+    """Truncate a report to `limit` bytes at a line boundary, saying so, so it fits a PR comment."""
+    encoded = markdown.encode()
+    if len(encoded) <= limit:
+        return markdown
+    note = "\n\n> Report truncated to fit a PR comment; the full report is in the run's artifacts.\n"
+    budget = limit - len(note.encode())
+    cut = encoded[:budget].decode(errors="ignore")
+    return cut[: cut.rfind("\n")] + note
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (np.integer, np.floating)):
+        return str(value.item())
+    return str(value)
+
+
+def _interval(seconds: float) -> str:
+    if seconds <= 0:
+        return "–"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _filters_text(config: StrategyConfig) -> str:
+    filters = config.entry_filters()
+    parts = []
+    if filters.min_price is not None or filters.max_price is not None:
+        parts.append(f"price {filters.min_price or 0:,.0f}–{filters.max_price or math.inf:,.0f}")
+    if filters.volume_ma_ratio is not None:
+        parts.append(f"volume ≥ {filters.volume_ma_ratio:g}× its {filters.volume_ma_period}-bar mean")
+    if filters.exclude_symbols:
+        parts.append(f"excluding {', '.join(filters.exclude_symbols)}")
+    if config.min_volume > 0:
+        parts.append(f"turnover ≥ {config.min_volume:,.0f}")
+    return "; ".join(parts) or "none"

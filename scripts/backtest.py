@@ -1,0 +1,205 @@
+"""Run one backtest or a parameter sweep from the command line.
+
+    python scripts/backtest.py --synthetic 42 --strategy SMA_Crossover --param fast=10 --param slow=30
+    python scripts/backtest.py --data data/upbit/KRW-BTC_1h.csv --strategy SMA_Crossover \\
+        --grid fast=5:50:5 --grid slow=10:200:5 --rank sharpe --report reports/sweep.md
+
+Exit status: 0 on success, 2 for bad arguments or unusable input (the message names the argument).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from backtesting_modules import (
+    BacktestError,
+    StrategyConfig,
+    get_strategy,
+    list_strategies,
+    load_bars,
+    rank_sweep,
+    run_backtest,
+    run_sweep,
+    synthetic_bars,
+)
+from backtesting_modules.backtest import RunInfo
+from backtesting_modules.errors import did_you_mean
+from backtesting_modules.metrics import HIGHER_IS_BETTER
+from backtesting_modules.reports import (
+    render_backtest,
+    render_metrics_table,
+    render_sweep,
+    render_trade_summary,
+)
+
+
+class UsageError(Exception):
+    """A bad command-line argument; the message names it."""
+
+
+def parse_assignment(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"{option} {text!r}: expected NAME=VALUE.")
+    return key.strip(), value.strip()
+
+
+def parse_grid_values(text: str, option: str) -> list[float]:
+    """`start:stop:step` (stop included) or `v1,v2,...`."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0 or stop < start:
+                raise UsageError(f"{option} {text!r}: need start <= stop and step > 0.")
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            values = [start + i * step for i in range(count)]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: values must be numbers (start:stop:step or v1,v2,...).") from exc
+    if not values:
+        raise UsageError(f"{option} {text!r}: no values.")
+    return [int(v) if float(v).is_integer() else v for v in values]
+
+
+def parse_config(assignments: Sequence[str], fill: str | None) -> StrategyConfig:
+    """StrategyConfig from FIELD=VALUE pairs (YAML values; `none` means None)."""
+    names = [f.name for f in fields(StrategyConfig)]
+    values: dict[str, Any] = {}
+    for text in assignments:
+        key, raw = parse_assignment(text, "--config")
+        if key not in names:
+            raise UsageError(f"--config {key}: unknown StrategyConfig field.{did_you_mean(key, names)}")
+        values[key] = None if raw.lower() in {"none", "null"} else yaml.safe_load(raw)
+    if fill:
+        values["fill"] = fill
+    return StrategyConfig(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Backtest a registered strategy on bars from a file or a seeded synthetic series.",
+        epilog=f"Strategies: {', '.join(list_strategies())}",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="FILE", help="CSV or Parquet bars (timestamp, open, high, low, close, volume)")
+    source.add_argument("--synthetic", metavar="SEED", type=int, help="seeded synthetic bars (labelled synthetic)")
+    parser.add_argument("--periods", type=int, default=8760, help="synthetic bars to generate (default 8760)")
+    parser.add_argument("--freq", default="1h", help="synthetic bar interval (default 1h)")
+    parser.add_argument("--symbol", help="symbol name (synthetic default SYNTH-KRW; files: from the file name)")
+    parser.add_argument("--strategy", required=True, help="registered strategy name")
+    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="a strategy parameter")
+    parser.add_argument("--grid", action="append", default=[], metavar="K=SPEC",
+                        help="sweep a parameter: K=start:stop:step or K=v1,v2,...")
+    parser.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
+                        help="set a StrategyConfig field (YAML value; none for None)")
+    parser.add_argument("--fill", choices=["next_open", "close"], help="fill convention (default next_open)")
+    parser.add_argument("--rank", default="sharpe", help="sweep ranking metric (default sharpe)")
+    parser.add_argument("--top", type=int, default=10, help="sweep rows to print (default 10)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--report", metavar="FILE", help="write a markdown report to FILE")
+    return parser
+
+
+def load_input(args: argparse.Namespace) -> pd.DataFrame:
+    if args.data:
+        return load_bars(args.data, symbol=args.symbol)
+    if args.periods < 2:
+        raise UsageError(f"--periods {args.periods}: need at least 2 bars.")
+    return synthetic_bars(args.symbol or "SYNTH-KRW", periods=args.periods, freq=args.freq, seed=args.synthetic)
+
+
+def to_jsonable(value: Any) -> Any:
+    """NaN and infinities become null (JSON has neither); numpy and pandas scalars become plain values."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_single(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
+    params = dict(parse_assignment(p, "--param") for p in args.param)
+    result = run_backtest(bars, args.strategy, params, config)
+    if args.json:
+        trades = result.trades.drop(columns=["entry_bar", "exit_bar"]).to_dict("records")
+        print(json.dumps(to_jsonable({"strategy": result.strategy, "params": result.params,
+                                      "metrics": result.metrics, "trades": trades, "run": result.info.to_dict()})))
+    else:
+        print(render_metrics_table(result.metrics))
+        print()
+        print(render_trade_summary(result.trades))
+    return render_backtest(result)
+
+
+def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
+    spec = get_strategy(args.strategy)
+    grid = {}
+    for text in args.grid:
+        key, raw = parse_assignment(text, "--grid")
+        spec.param(key)
+        grid[key] = parse_grid_values(raw, f"--grid {key}")
+    fixed = dict(parse_assignment(p, "--param") for p in args.param)
+    frame = run_sweep(bars, spec, grid, config, fixed=fixed)
+    ranked = rank_sweep(frame, args.rank)
+    if args.json:
+        print(json.dumps(to_jsonable({"strategy": spec.name, "combinations": frame.attrs["combinations"],
+                                      "skipped": frame.attrs["skipped"], "rank": args.rank,
+                                      "rows": ranked.to_dict("records")})))
+    else:
+        print(f"{frame.attrs['combinations']:,} combinations ({frame.attrs['skipped']:,} skipped by constraints)")
+        print(render_metrics_table_rows(ranked.head(args.top), spec.param_names, args.rank))
+    info = RunInfo(**{**frame.attrs["info"], "start": pd.Timestamp(frame.attrs["info"]["start"]),
+                      "end": pd.Timestamp(frame.attrs["info"]["end"]),
+                      "notes": tuple(frame.attrs["info"]["notes"])})
+    return render_sweep(frame, strategy=spec.name, param_names=spec.param_names, rank=args.rank,
+                        config=config, info=info, top=max(args.top, 20),
+                        higher_is_better=HIGHER_IS_BETTER.get(args.rank, True))
+
+
+def render_metrics_table_rows(frame: pd.DataFrame, params: list[str], rank: str) -> str:
+    from tabulate import tabulate
+
+    columns = [*params, rank, *[c for c in ("total_return", "max_drawdown", "trades", "win_rate") if c != rank]]
+    return tabulate(frame[columns], headers="keys", tablefmt="github", showindex=False, floatfmt=".4g")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.top < 1:
+            raise UsageError(f"--top {args.top}: must be at least 1.")
+        config = parse_config(args.config, args.fill)
+        get_strategy(args.strategy)
+        bars = load_input(args)
+        report = run_grid(args, bars, config) if args.grid else run_single(args, bars, config)
+    except (UsageError, BacktestError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if args.report:
+        path = Path(args.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(report, encoding="utf-8")
+        print(f"report: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
