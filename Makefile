@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 backtest: setup
 	$(BIN)/python scripts/backtest.py --synthetic 42 --symbol KRW-BTC --periods 8760 --freq 1h \
-		--strategy SMA_Crossover --grid fast=5:50:5 --grid slow=10:200:10 --rank sharpe \
+		--strategy SMA_Crossover --grid fast=5:50:5 --grid slow=10:200:5 --rank sharpe --config filters=none \
 		--report reports/demo/report.md
 
 lint: setup

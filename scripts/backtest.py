@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from tabulate import tabulate
 
 from backtesting_modules import (
     BacktestError,
@@ -67,7 +68,9 @@ def parse_grid_values(text: str, option: str) -> list[float]:
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
-        raise UsageError(f"{option} {text!r}: values must be numbers (start:stop:step or v1,v2,...).") from exc
+        raise UsageError(
+            f"{option} {text!r}: values must be numbers (start:stop:step or v1,v2,...)."
+        ) from exc
     if not values:
         raise UsageError(f"{option} {text!r}: no values.")
     return [int(v) if float(v).is_integer() else v for v in values]
@@ -93,17 +96,33 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Strategies: {', '.join(list_strategies())}",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", metavar="FILE", help="CSV or Parquet bars (timestamp, open, high, low, close, volume)")
-    source.add_argument("--synthetic", metavar="SEED", type=int, help="seeded synthetic bars (labelled synthetic)")
+    source.add_argument(
+        "--data", metavar="FILE", help="CSV or Parquet bars (timestamp, open, high, low, close, volume)"
+    )
+    source.add_argument(
+        "--synthetic", metavar="SEED", type=int, help="seeded synthetic bars (labelled synthetic)"
+    )
     parser.add_argument("--periods", type=int, default=8760, help="synthetic bars to generate (default 8760)")
     parser.add_argument("--freq", default="1h", help="synthetic bar interval (default 1h)")
-    parser.add_argument("--symbol", help="symbol name (synthetic default SYNTH-KRW; files: from the file name)")
+    parser.add_argument(
+        "--symbol", help="symbol name (synthetic default SYNTH-KRW; files: from the file name)"
+    )
     parser.add_argument("--strategy", required=True, help="registered strategy name")
     parser.add_argument("--param", action="append", default=[], metavar="K=V", help="a strategy parameter")
-    parser.add_argument("--grid", action="append", default=[], metavar="K=SPEC",
-                        help="sweep a parameter: K=start:stop:step or K=v1,v2,...")
-    parser.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
-                        help="set a StrategyConfig field (YAML value; none for None)")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="K=SPEC",
+        help="sweep a parameter: K=start:stop:step or K=v1,v2,...",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set a StrategyConfig field (YAML value; none for None)",
+    )
     parser.add_argument("--fill", choices=["next_open", "close"], help="fill convention (default next_open)")
     parser.add_argument("--rank", default="sharpe", help="sweep ranking metric (default sharpe)")
     parser.add_argument("--top", type=int, default=10, help="sweep rows to print (default 10)")
@@ -117,7 +136,9 @@ def load_input(args: argparse.Namespace) -> pd.DataFrame:
         return load_bars(args.data, symbol=args.symbol)
     if args.periods < 2:
         raise UsageError(f"--periods {args.periods}: need at least 2 bars.")
-    return synthetic_bars(args.symbol or "SYNTH-KRW", periods=args.periods, freq=args.freq, seed=args.synthetic)
+    return synthetic_bars(
+        args.symbol or "SYNTH-KRW", periods=args.periods, freq=args.freq, seed=args.synthetic
+    )
 
 
 def to_jsonable(value: Any) -> Any:
@@ -140,8 +161,19 @@ def run_single(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyCon
     result = run_backtest(bars, args.strategy, params, config)
     if args.json:
         trades = result.trades.drop(columns=["entry_bar", "exit_bar"]).to_dict("records")
-        print(json.dumps(to_jsonable({"strategy": result.strategy, "params": result.params,
-                                      "metrics": result.metrics, "trades": trades, "run": result.info.to_dict()})))
+        print(
+            json.dumps(
+                to_jsonable(
+                    {
+                        "strategy": result.strategy,
+                        "params": result.params,
+                        "metrics": result.metrics,
+                        "trades": trades,
+                        "run": result.info.to_dict(),
+                    }
+                )
+            )
+        )
     else:
         print(render_metrics_table(result.metrics))
         print()
@@ -160,24 +192,51 @@ def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfi
     frame = run_sweep(bars, spec, grid, config, fixed=fixed)
     ranked = rank_sweep(frame, args.rank)
     if args.json:
-        print(json.dumps(to_jsonable({"strategy": spec.name, "combinations": frame.attrs["combinations"],
-                                      "skipped": frame.attrs["skipped"], "rank": args.rank,
-                                      "rows": ranked.to_dict("records")})))
+        print(
+            json.dumps(
+                to_jsonable(
+                    {
+                        "strategy": spec.name,
+                        "combinations": frame.attrs["combinations"],
+                        "skipped": frame.attrs["skipped"],
+                        "rank": args.rank,
+                        "rows": ranked.to_dict("records"),
+                    }
+                )
+            )
+        )
     else:
-        print(f"{frame.attrs['combinations']:,} combinations ({frame.attrs['skipped']:,} skipped by constraints)")
+        print(
+            f"{frame.attrs['combinations']:,} combinations "
+            f"({frame.attrs['skipped']:,} skipped by constraints)"
+        )
         print(render_metrics_table_rows(ranked.head(args.top), spec.param_names, args.rank))
-    info = RunInfo(**{**frame.attrs["info"], "start": pd.Timestamp(frame.attrs["info"]["start"]),
-                      "end": pd.Timestamp(frame.attrs["info"]["end"]),
-                      "notes": tuple(frame.attrs["info"]["notes"])})
-    return render_sweep(frame, strategy=spec.name, param_names=spec.param_names, rank=args.rank,
-                        config=config, info=info, top=max(args.top, 20),
-                        higher_is_better=HIGHER_IS_BETTER.get(args.rank, True))
+    info = RunInfo(
+        **{
+            **frame.attrs["info"],
+            "start": pd.Timestamp(frame.attrs["info"]["start"]),
+            "end": pd.Timestamp(frame.attrs["info"]["end"]),
+            "notes": tuple(frame.attrs["info"]["notes"]),
+        }
+    )
+    return render_sweep(
+        frame,
+        strategy=spec.name,
+        param_names=spec.param_names,
+        rank=args.rank,
+        config=config,
+        info=info,
+        top=max(args.top, 20),
+        higher_is_better=HIGHER_IS_BETTER.get(args.rank, True),
+    )
 
 
 def render_metrics_table_rows(frame: pd.DataFrame, params: list[str], rank: str) -> str:
-    from tabulate import tabulate
-
-    columns = [*params, rank, *[c for c in ("total_return", "max_drawdown", "trades", "win_rate") if c != rank]]
+    columns = [
+        *params,
+        rank,
+        *[c for c in ("total_return", "max_drawdown", "trades", "win_rate") if c != rank],
+    ]
     return tabulate(frame[columns], headers="keys", tablefmt="github", showindex=False, floatfmt=".4g")
 
 

@@ -18,17 +18,28 @@ from . import indicators
 from .bars import BarArrays
 from .config import StrategyConfig
 from .data import validate_bars
-from .errors import ConfigError, DataError
-from .metrics import HIGHER_IS_BETTER, compute_metrics
-from .simulation import SimSettings, equity_curves, simulate
+from .errors import ConfigError, DataError, did_you_mean
+from .metrics import HIGHER_IS_BETTER, compute_metrics, legacy_metrics
+from .simulation import (
+    SignalIndex,
+    SimSettings,
+    allowed_entry_keys,
+    equity_curves,
+    signal_keys,
+    simulate_indexed,
+)
 from .strategies import Strategy, expand_grid, get_strategy, resolve_params
 from .strategies.registry import ParamTable
 from .trades import TradeArrays
 
 ENGINE_VERSION = "0.1.0"
-# Bytes of (n_bars × combinations) working arrays one sweep block may use; bounds a sweep's memory.
-DEFAULT_BLOCK_BYTES = 384 * 1024 * 1024
-_BYTES_PER_CELL = 8 * 3 + 2  # equity, cash, units (float64) and the two signal matrices (bool)
+# Cells (bars × combinations) of one block of dense work: signals, equity curves, metrics. At 3M cells a
+# float64 block is 24 MB, under glibc's 32 MB dynamic mmap threshold, so its memory is recycled between
+# blocks instead of being returned to the OS and page-faulted in again (that alone halves sweep time).
+DEFAULT_BLOCK_CELLS = 3_000_000
+# Combinations per trade loop: the loop's cost is per iteration (one trade of every combination), so it
+# runs over many combinations at once; this only bounds the memory of the trade list.
+_LOOP_COMBOS = 4096
 
 
 @dataclass(frozen=True)
@@ -85,8 +96,6 @@ class BacktestResult:
 
     def to_legacy(self) -> dict[str, float]:
         """The metrics under the original system's field names (win_rate, mdd, sharpe_ratio, ...)."""
-        from .metrics import legacy_metrics
-
         return legacy_metrics(self.metrics)
 
 
@@ -158,20 +167,61 @@ def compute_entry_mask(bars: BarArrays, config: StrategyConfig) -> tuple[np.ndar
     return mask, notes
 
 
-def _simulate_block(
-    prepared: _Prepared, strategy: Strategy, params: ParamTable
-) -> tuple[TradeArrays, np.ndarray]:
-    """Trades and equity (n_bars × m) of one block of combinations."""
+def _block_signals(
+    prepared: _Prepared, strategy: Strategy, params: ParamTable, m: int
+) -> tuple[np.ndarray, np.ndarray]:
     entries, exits = strategy.signals(prepared.bars, params)
-    m = len(next(iter(params.values()))) if params else 1
-    if entries.shape != (len(prepared.bars), m) or exits.shape != entries.shape:
+    expected = (len(prepared.bars), m)
+    if entries.shape != expected or exits.shape != expected:
         raise ConfigError(
-            f"strategy {strategy.name} returned signals of shape {entries.shape}, expected "
-            f"({len(prepared.bars)}, {m}); fix its signal function."
+            f"strategy {strategy.name} returned signals of shape {entries.shape}/{exits.shape}, expected "
+            f"{expected}; fix its signal function."
         )
-    output = simulate(prepared.bars, entries, exits, prepared.settings, prepared.entry_mask)
-    equity = equity_curves(prepared.bars, output.trades, np.arange(m), prepared.settings)
-    return output.trades, equity
+    return entries, exits
+
+
+def _slice(table: ParamTable, start: int, stop: int) -> ParamTable:
+    return {k: v[start:stop] for k, v in table.items()}
+
+
+def _combos_trades(
+    prepared: _Prepared, strategy: Strategy, table: ParamTable, total: int, step: int
+) -> TradeArrays:
+    """Signals block by block (bounded memory), indexed sparsely, then one trade loop over them all."""
+    n = len(prepared.bars)
+    entry_keys, exit_keys = [], []
+    for start in range(0, total, step):
+        stop = min(start + step, total)
+        entries, exits = _block_signals(prepared, strategy, _slice(table, start, stop), stop - start)
+        entry_keys.append(allowed_entry_keys(entries, exits, prepared.entry_mask, start))
+        exit_keys.append(signal_keys(exits, start))
+        del entries, exits
+    output = simulate_indexed(
+        prepared.bars,
+        SignalIndex(n, total, entry_keys),
+        SignalIndex(n, total, exit_keys),
+        total,
+        prepared.settings,
+    )
+    return output.trades
+
+
+def _combo_range(trades: TradeArrays, start: int, stop: int) -> TradeArrays:
+    """Trades of combinations [start, stop), renumbered from 0 (trades are grouped by combination)."""
+    lo, hi = np.searchsorted(trades.combo, [start, stop])
+    part = trades.select(slice(lo, hi))  # type: ignore[arg-type]
+    return TradeArrays(**{**part.__dict__, "combo": part.combo - start})
+
+
+def _block_metrics(
+    prepared: _Prepared, trades: TradeArrays, start: int, stop: int, config: StrategyConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    part = _combo_range(trades, start, stop)
+    equity = equity_curves(prepared.bars, part, np.arange(stop - start), prepared.settings)
+    metrics = compute_metrics(
+        equity, part, initial_cash=config.initial_cash, bar_seconds=prepared.info.bar_seconds
+    )
+    return metrics, equity
 
 
 def run_backtest(
@@ -193,10 +243,8 @@ def run_backtest(
     values = resolve_params(spec, params)
     table = {k: np.asarray([v]) for k, v in values.items()}
     prepared = _prepare(bars, spec, table, config)
-    trades, equity = _simulate_block(prepared, spec, table)
-    metrics = compute_metrics(
-        equity, trades, initial_cash=config.initial_cash, bar_seconds=prepared.info.bar_seconds
-    )
+    trades = _combos_trades(prepared, spec, table, 1, 1)
+    metrics, equity = _block_metrics(prepared, trades, 0, 1, config)
     return BacktestResult(
         params=values,
         metrics={k: float(v[0]) for k, v in metrics.items()},
@@ -207,9 +255,9 @@ def run_backtest(
     )
 
 
-def block_size(n_bars: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
-    """Combinations per block so that a block's working arrays stay within `block_bytes`."""
-    return max(1, block_bytes // max(1, n_bars * _BYTES_PER_CELL))
+def block_size(n_bars: int, block_cells: int = DEFAULT_BLOCK_CELLS) -> int:
+    """Combinations per dense block so that one (n_bars × block) array stays within `block_cells` cells."""
+    return max(1, block_cells // max(1, n_bars))
 
 
 def run_sweep(
@@ -219,7 +267,7 @@ def run_sweep(
     config: StrategyConfig | None = None,
     *,
     fixed: Mapping[str, Any] | None = None,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    block_cells: int = DEFAULT_BLOCK_CELLS,
 ) -> pd.DataFrame:
     """Backtest every valid combination of `grid`; one row per combination (parameters, then metrics).
 
@@ -235,16 +283,16 @@ def run_sweep(
         frame.attrs.update(combinations=0, skipped=skipped)
         return frame
     prepared = _prepare(bars, spec, table, config)
-    step = block_size(len(prepared.bars), block_bytes)
+    step = block_size(len(prepared.bars), block_cells)
     parts: list[pd.DataFrame] = []
-    for start in range(0, total, step):
-        block = {k: v[start : start + step] for k, v in table.items()}
-        trades, equity = _simulate_block(prepared, spec, block)
-        metrics = compute_metrics(
-            equity, trades, initial_cash=config.initial_cash, bar_seconds=prepared.info.bar_seconds
-        )
-        del equity
-        parts.append(pd.DataFrame({**block, **metrics}))
+    for big in range(0, total, _LOOP_COMBOS):
+        big_stop = min(big + _LOOP_COMBOS, total)
+        big_table = _slice(table, big, big_stop)
+        trades = _combos_trades(prepared, spec, big_table, big_stop - big, step)
+        for start in range(0, big_stop - big, step):
+            stop = min(start + step, big_stop - big)
+            metrics, _ = _block_metrics(prepared, trades, start, stop, config)
+            parts.append(pd.DataFrame({**_slice(big_table, start, stop), **metrics}))
     frame = pd.concat(parts, ignore_index=True)
     frame.attrs.update(combinations=total, skipped=skipped, info=prepared.info.to_dict())
     return frame
@@ -253,8 +301,6 @@ def run_sweep(
 def rank_sweep(frame: pd.DataFrame, metric: str, top: int | None = None) -> pd.DataFrame:
     """Sort a sweep by `metric` (best first, NaN last); the direction comes from `HIGHER_IS_BETTER`."""
     if metric not in frame.columns:
-        from .errors import did_you_mean
-
         raise ConfigError(
             f"unknown metric {metric!r}.{did_you_mean(metric, HIGHER_IS_BETTER)} "
             f"Metrics: {', '.join(HIGHER_IS_BETTER)}."

@@ -1,8 +1,9 @@
 """The original system's entry points, kept so existing Makenaide code keeps working.
 
 - `create_integrated_backtester(...)` returns an `IntegratedBacktester` whose
-  `run_single_strategy_backtest(strategy_name, config, session_id)` backtests a registered strategy on the bars
-  of a data session and returns the original result fields (win_rate, avg_return, mdd, sharpe_ratio, ...).
+  `run_single_strategy_backtest(strategy_name, config, session_id)` backtests a registered strategy on the
+  bars of a data session and returns the original result fields (win_rate, avg_return, mdd,
+  sharpe_ratio, ...).
 - `KellyBacktester` runs a strategy with Kelly position sizing and reports the Kelly statistics.
 
 A *session* is a named set of bars (one symbol or several). The original loaded sessions from its database;
@@ -105,7 +106,9 @@ def run_single_strategy_backtest(
     """Module-level shortcut: backtest `strategy_name` on `bars` (registered as `session_id`)."""
     if bars is None:
         raise DataError("run_single_strategy_backtest needs bars=: pass a bar DataFrame (see load_bars).")
-    return IntegratedBacktester({session_id: bars}).run_single_strategy_backtest(strategy_name, config, session_id)
+    return IntegratedBacktester({session_id: bars}).run_single_strategy_backtest(
+        strategy_name, config, session_id
+    )
 
 
 class KellyBacktester:

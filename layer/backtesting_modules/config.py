@@ -186,7 +186,9 @@ def _check_range(
     if math.isnan(number) or too_low or too_high:
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
-        raise ConfigError(f"{name}={value!r} is outside {left}{low}, {high}{right}; set it within that range.")
+        raise ConfigError(
+            f"{name}={value!r} is outside {left}{low}, {high}{right}; set it within that range."
+        )
 
 
 def _check_int(name: str, value: int, low: int) -> None:

@@ -55,7 +55,11 @@ class _SymbolFrame:
 
 
 def _align(
-    symbol: str, bars: pd.DataFrame, timeline: pd.DatetimeIndex, strategy: Strategy, params: dict[str, float],
+    symbol: str,
+    bars: pd.DataFrame,
+    timeline: pd.DatetimeIndex,
+    strategy: Strategy,
+    params: dict[str, float],
     config: StrategyConfig,
 ) -> _SymbolFrame:
     arrays = BarArrays.from_frame(bars, symbol=symbol)
@@ -101,9 +105,16 @@ class _Book:
         self.closed.append(pnl / pos.cost)
         self.rows.append(
             {
-                "symbol": symbol, "entry_bar": pos.bar, "exit_bar": bar, "entry_price": pos.price,
-                "exit_price": price, "size": pos.size, "fees": pos.size * f * (pos.price + price),
-                "pnl": pnl, "return_pct": pnl / pos.cost, "exit_reason": reason.name,
+                "symbol": symbol,
+                "entry_bar": pos.bar,
+                "exit_bar": bar,
+                "entry_price": pos.price,
+                "exit_price": price,
+                "size": pos.size,
+                "fees": pos.size * f * (pos.price + price),
+                "pnl": pnl,
+                "return_pct": pnl / pos.cost,
+                "exit_reason": reason.name,
             }
         )
 
@@ -144,7 +155,9 @@ def _exits_after_open(book: _Book, frames: Mapping[str, _SymbolFrame], t: int) -
         if not frame.present[t]:
             continue
         held = t - pos.bar
-        if held > 0 and (hit := intrabar_exit(settings, frame.open[t], frame.low[t], frame.high[t], pos.price)):
+        if held > 0 and (
+            hit := intrabar_exit(settings, frame.open[t], frame.low[t], frame.high[t], pos.price)
+        ):
             book.close(symbol, t, hit[0], hit[1])
         elif not settings.fill_next_open and held > 0 and frame.exits[t]:
             book.close(symbol, t, frame.close[t], ExitReason.SIGNAL)
@@ -206,13 +219,29 @@ def run_portfolio_backtest(
 
 
 def _result(
-    book: _Book, equity: np.ndarray, timeline: pd.DatetimeIndex, spec: Strategy, values: dict[str, float],
-    config: StrategyConfig, frames_in: Mapping[str, pd.DataFrame],
+    book: _Book,
+    equity: np.ndarray,
+    timeline: pd.DatetimeIndex,
+    spec: Strategy,
+    values: dict[str, float],
+    config: StrategyConfig,
+    frames_in: Mapping[str, pd.DataFrame],
 ) -> BacktestResult:
-    trades = pd.DataFrame(book.rows, columns=[
-        "symbol", "entry_bar", "exit_bar", "entry_price", "exit_price", "size", "fees", "pnl", "return_pct",
-        "exit_reason",
-    ])
+    trades = pd.DataFrame(
+        book.rows,
+        columns=[
+            "symbol",
+            "entry_bar",
+            "exit_bar",
+            "entry_price",
+            "exit_price",
+            "size",
+            "fees",
+            "pnl",
+            "return_pct",
+            "exit_reason",
+        ],
+    )
     trades = trades.sort_values(["entry_bar", "symbol"], kind="stable").reset_index(drop=True)
     trades.insert(1, "entry_time", timeline[trades["entry_bar"].to_numpy(dtype=np.int64)])
     trades.insert(2, "exit_time", timeline[trades["exit_bar"].to_numpy(dtype=np.int64)])
@@ -232,14 +261,24 @@ def _result(
     seconds = BarArrays.from_frame(next(iter(frames_in.values()))).interval_seconds()
     metrics = compute_metrics(equity[:, None], arrays, initial_cash=config.initial_cash, bar_seconds=seconds)
     info = RunInfo(
-        strategy=spec.name, symbol=",".join(frames_in), start=timeline[0], end=timeline[-1],
-        n_bars=len(timeline), bar_seconds=seconds,
+        strategy=spec.name,
+        symbol=",".join(frames_in),
+        start=timeline[0],
+        end=timeline[-1],
+        n_bars=len(timeline),
+        bar_seconds=seconds,
         data_source="; ".join(str(f.attrs.get("source", "dataframe")) for f in frames_in.values()),
         synthetic=any(bool(f.attrs.get("synthetic", False)) for f in frames_in.values()),
-        fill=config.fill, commission_rate=config.commission_rate, slippage_rate=config.slippage_rate,
+        fill=config.fill,
+        commission_rate=config.commission_rate,
+        slippage_rate=config.slippage_rate,
     )
     return BacktestResult(
-        params=values, metrics={k: float(v[0]) for k, v in metrics.items()}, trades=trades,
-        equity=pd.Series(equity, index=timeline, name="equity"), config=config, info=info,
+        params=values,
+        metrics={k: float(v[0]) for k, v in metrics.items()},
+        trades=trades,
+        equity=pd.Series(equity, index=timeline, name="equity"),
+        config=config,
+        info=info,
         extras={"symbols": list(frames_in)},
     )

@@ -14,7 +14,7 @@ from .simulation import SimSettings
 from .trades import ExitReason, TradeArrays
 
 
-def reference_backtest(  # noqa: C901, PLR0912, PLR0915 - a deliberately literal transcription of the rules
+def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcription of the rules
     bars: BarArrays,
     entries: np.ndarray,
     exits: np.ndarray,
@@ -35,9 +35,9 @@ def reference_backtest(  # noqa: C901, PLR0912, PLR0915 - a deliberately literal
         exit_fill: tuple[float, ExitReason] | None = None
         if position is not None and next_open and pending_exit:
             exit_fill = (o, ExitReason.SIGNAL)
-        if position is not None and exit_fill is None and settings.max_hold is not None and next_open:
-            if t - position["bar"] >= settings.max_hold:
-                exit_fill = (o, ExitReason.MAX_HOLD)
+        held_long_enough = position is not None and t - position["bar"] >= (settings.max_hold or n + 1)
+        if position is not None and exit_fill is None and next_open and held_long_enough:
+            exit_fill = (o, ExitReason.MAX_HOLD)
         if position is not None and exit_fill is None and t > position["bar"]:
             exit_fill = intrabar_exit(settings, o, lo, h, position["price"])
         if position is not None and exit_fill is None and not next_open:
@@ -52,8 +52,17 @@ def reference_backtest(  # noqa: C901, PLR0912, PLR0915 - a deliberately literal
             size, budget = position["size"], position["budget"]
             pnl = size * price * (1 - f) - budget
             rows.append(
-                (position["bar"], t, position["price"], price, size, size * f * (position["price"] + price),
-                 pnl, pnl / budget, int(reason))
+                (
+                    position["bar"],
+                    t,
+                    position["price"],
+                    price,
+                    size,
+                    size * f * (position["price"] + price),
+                    pnl,
+                    pnl / budget,
+                    int(reason),
+                )
             )
             cash += pnl
             closed.append(pnl / budget)
@@ -65,8 +74,19 @@ def reference_backtest(  # noqa: C901, PLR0912, PLR0915 - a deliberately literal
                 position = {"bar": t, "price": o, "size": budget / (o * (1 + f)), "budget": budget}
                 if t == n - 1:
                     pnl = position["size"] * c * (1 - f) - budget
-                    rows.append((t, t, o, c, position["size"], position["size"] * f * (o + c), pnl,
-                                 pnl / budget, int(ExitReason.END_OF_DATA)))
+                    rows.append(
+                        (
+                            t,
+                            t,
+                            o,
+                            c,
+                            position["size"],
+                            position["size"] * f * (o + c),
+                            pnl,
+                            pnl / budget,
+                            int(ExitReason.END_OF_DATA),
+                        )
+                    )
                     cash += pnl
                     position = None
         pending_entry = False

@@ -20,12 +20,34 @@ from .metrics import METRIC_NAMES
 
 PR_COMMENT_LIMIT = 60_000
 _PERCENT = {
-    "total_return", "cagr", "volatility", "max_drawdown", "exposure", "win_rate", "avg_return", "avg_win",
-    "avg_loss", "kelly_fraction", "kelly_half", "kelly_quarter", "var_95",
+    "total_return",
+    "cagr",
+    "volatility",
+    "max_drawdown",
+    "exposure",
+    "win_rate",
+    "avg_return",
+    "avg_win",
+    "avg_loss",
+    "kelly_fraction",
+    "kelly_half",
+    "kelly_quarter",
+    "var_95",
 }
 _HEADLINE = (
-    "total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
-    "profit_factor", "expectancy", "kelly_fraction", "exposure", "composite_score",
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "kelly_fraction",
+    "exposure",
+    "composite_score",
 )
 
 
@@ -61,10 +83,17 @@ def render_run_header(info: RunInfo, params: Mapping[str, Any] | None, config: S
         ("symbol", info.symbol or "–"),
         ("data", source),
         ("period", f"{period} ({info.n_bars:,} bars of {_interval(info.bar_seconds)})"),
-        ("fills", f"{info.fill}; commission {info.commission_rate:.3%} + slippage {info.slippage_rate:.3%} per side"),
+        (
+            "fills",
+            f"{info.fill}; commission {info.commission_rate:.3%} + slippage {info.slippage_rate:.3%} "
+            "per side",
+        ),
         ("risk", f"stop loss {stop}, take profit {target}, max hold {config.max_holding_bars or 'off'}"),
-        ("sizing", f"{config.position_size_method} {config.position_size_value:g}, "
-                   f"initial cash {config.initial_cash:,.0f}"),
+        (
+            "sizing",
+            f"{config.position_size_method} {config.position_size_value:g}, "
+            f"initial cash {config.initial_cash:,.0f}",
+        ),
         ("entry filters", _filters_text(config)),
         ("engine", f"backtesting_modules {info.engine_version}"),
     ]
@@ -93,14 +122,28 @@ def render_trade_summary(trades: pd.DataFrame, limit: int = 10) -> str:
     )
     parts = ["**Exit reasons**", tabulate(reasons, headers="keys", tablefmt="github", disable_numparse=True)]
     shown = trades if len(trades) <= limit else pd.concat([trades.head(limit // 2), trades.tail(limit // 2)])
-    columns = [c for c in ("symbol", "entry_time", "exit_time", "entry_price", "exit_price", "return_pct",
-                           "pnl", "exit_reason") if c in shown.columns]
+    columns = [
+        c
+        for c in (
+            "symbol",
+            "entry_time",
+            "exit_time",
+            "entry_price",
+            "exit_price",
+            "return_pct",
+            "pnl",
+            "exit_reason",
+        )
+        if c in shown.columns
+    ]
     table = shown[columns].copy()
     for col in ("entry_time", "exit_time"):
         table[col] = table[col].map(lambda t: f"{t:%Y-%m-%d %H:%M}")
     table["return_pct"] = table["return_pct"].map(lambda v: f"{v:.2%}")
     table["pnl"] = table["pnl"].map(lambda v: f"{v:,.0f}")
-    title = "**Trades**" if len(trades) <= limit else f"**Trades** (first and last {limit // 2} of {len(trades)})"
+    title = (
+        "**Trades**" if len(trades) <= limit else f"**Trades** (first and last {limit // 2} of {len(trades)})"
+    )
     parts += [title, tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=",.6g")]
     return "\n\n".join(parts)
 
@@ -158,8 +201,10 @@ def render_sweep(
     """The sweep report: conditions, the top rows by `rank`, and a heatmap table for two parameters."""
     ranked = frame.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
     shown = [*param_names, *[m for m in _HEADLINE if m in frame.columns and m not in param_names]]
-    table = [[_plain(row[c]) if c in param_names else format_value(c, row[c]) for c in shown]
-             for _, row in ranked.iterrows()]
+    table = [
+        [_plain(row[c]) if c in param_names else format_value(c, row[c]) for c in shown]
+        for _, row in ranked.iterrows()
+    ]
     parts = [
         f"# Parameter sweep: {strategy}",
         render_run_header(info, None, config),
@@ -170,14 +215,19 @@ def render_sweep(
     ]
     varied = [p for p in param_names if frame[p].nunique() > 1]
     if len(varied) == 2:
-        parts += [f"## {rank} by {varied[0]} × {varied[1]}", render_heatmap(frame, varied[0], varied[1], rank)]
+        parts += [
+            f"## {rank} by {varied[0]} × {varied[1]}",
+            render_heatmap(frame, varied[0], varied[1], rank),
+        ]
     return "\n\n".join(parts) + "\n"
 
 
 def render_heatmap(frame: pd.DataFrame, rows: str, cols: str, metric: str) -> str:
     """A two-parameter table of `metric` (rows × columns); empty cells are skipped combinations."""
     pivot = frame.pivot_table(index=rows, columns=cols, values=metric, aggfunc="first")
-    body = [[_plain(idx), *[format_value(metric, v) for v in pivot.loc[idx].to_numpy()]] for idx in pivot.index]
+    body = [
+        [_plain(idx), *[format_value(metric, v) for v in pivot.loc[idx].to_numpy()]] for idx in pivot.index
+    ]
     headers = [f"{rows} \\ {cols}", *[_plain(c) for c in pivot.columns]]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 

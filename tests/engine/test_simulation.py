@@ -207,10 +207,17 @@ def test_trade_rules(case: Case) -> None:
     sim = settings(**case.config)
     mask = np.asarray(case.mask) if case.mask is not None else None
     trades = simulate(bars, signal(n, case.entries), signal(n, case.exits), sim, mask).trades
+    vector = simulate(bars, signal(n, case.entries), signal(n, case.exits), sim, mask, scalar_below=0).trades
+    assert vector.exit_bar.tolist() == trades.exit_bar.tolist()
+    np.testing.assert_array_equal(vector.pnl, trades.pnl)
     got = [
         (int(e), int(x), float(p), float(q), ExitReason(int(r)))
         for e, x, p, q, r in zip(
-            trades.entry_bar, trades.exit_bar, trades.entry_price, trades.exit_price, trades.exit_reason,
+            trades.entry_bar,
+            trades.exit_bar,
+            trades.entry_price,
+            trades.exit_price,
+            trades.exit_reason,
             strict=True,
         )
     ]
@@ -282,20 +289,26 @@ CONFIGS: list[dict[str, Any]] = [
     {"stop_loss_pct": 0.02, "take_profit_pct": 0.03, "commission_rate": 0.0005, "slippage_rate": 0.001},
     {"stop_loss_pct": 0.015, "take_profit_pct": 0.015, "fill": "close", "max_holding_bars": 7},
     {"max_holding_bars": 3, "position_size_method": "fixed", "position_size_value": 300.0},
-    {"position_size_method": "kelly", "position_size_value": 0.3, "kelly_min_trades": 5, "stop_loss_pct": 0.02},
+    {
+        "position_size_method": "kelly",
+        "position_size_value": 0.3,
+        "kelly_min_trades": 5,
+        "stop_loss_pct": 0.02,
+    },
     {"position_size_method": "kelly", "kelly_scale": 1.0, "kelly_min_trades": 3, "kelly_floor": 0.0},
 ]
 
 
+@pytest.mark.parametrize("scalar_below", [0, 6, 10**9], ids=["vector", "mixed", "scalar"])
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c) for c in CONFIGS])
-def test_vectorised_simulation_equals_reference_loop(config: dict[str, Any]) -> None:
+def test_vectorised_simulation_equals_reference_loop(config: dict[str, Any], scalar_below: int) -> None:
     bars = random_bars(600, seed=3)
     rng = np.random.default_rng(11)
     entries = rng.random((600, 12)) < 0.05
     exits = rng.random((600, 12)) < 0.05
     mask = rng.random(600) < 0.8
     sim = settings(**config)
-    out = simulate(bars, entries, exits, sim, mask)
+    out = simulate(bars, entries, exits, sim, mask, scalar_below=scalar_below)
     equity = equity_curves(bars, out.trades, np.arange(12), sim)
     for k in range(12):
         ref = reference_backtest(bars, entries[:, k], exits[:, k], sim, mask)

@@ -154,10 +154,8 @@ def expand_grid(
     combos = list(itertools.product(*axes)) if names else [()]
     table: ParamTable = {}
     for p in strategy.params:
-        if p.name in names:
-            column = [c[names.index(p.name)] for c in combos]
-        else:
-            column = [base[p.name]] * len(combos)
+        at = names.index(p.name) if p.name in names else None
+        column = [c[at] for c in combos] if at is not None else [base[p.name]] * len(combos)
         table[p.name] = np.asarray(column, dtype=np.int64 if p.kind is int else np.float64)
     valid = np.ones(len(combos), dtype=bool)
     for constraint in strategy.constraints:
