@@ -237,7 +237,7 @@ def render_metrics_table_rows(frame: pd.DataFrame, params: list[str], rank: str)
         rank,
         *[c for c in ("total_return", "max_drawdown", "trades", "win_rate") if c != rank],
     ]
-    return tabulate(frame[columns], headers="keys", tablefmt="github", showindex=False, floatfmt=".4g")
+    return tabulate(frame[columns].to_dict("list"), headers="keys", tablefmt="github", floatfmt=".4g")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,7 +110,7 @@ class _Prepared:
 def _prepare(
     bars: pd.DataFrame | BarArrays, strategy: Strategy, params: ParamTable, config: StrategyConfig
 ) -> _Prepared:
-    frame_attrs: Mapping[str, Any] = {}
+    frame_attrs: Mapping[Any, Any] = {}
     if isinstance(bars, pd.DataFrame):
         frame_attrs = bars.attrs
         arrays = BarArrays.from_frame(validate_bars(bars, min_bars=2), symbol=frame_attrs.get("symbol"))

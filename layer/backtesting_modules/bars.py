@@ -54,7 +54,7 @@ class BarArrays:
         """Return the cached value for `key`, computing it once."""
         if key not in self._memo:
             self._memo[key] = compute()
-        return self._memo[key]  # type: ignore[no-any-return]
+        return self._memo[key]
 
     def interval_seconds(self) -> float:
         """The median spacing of bars in seconds (robust to the odd missing bar)."""

@@ -234,6 +234,7 @@ class _Scratch:
     returns: np.ndarray
     work: np.ndarray
     peak: np.ndarray
+    rows: np.ndarray  # contiguous copy of a chunk whose rows are strided in the input
     flags: np.ndarray  # under-water flags with the previous chunk's last row on top
     masks: tuple[np.ndarray, np.ndarray]
 
@@ -241,7 +242,8 @@ class _Scratch:
     def allocate(cls, rows: int, cols: int) -> _Scratch:
         shape = (rows, cols)
         masks = (np.empty(shape, bool), np.empty(shape, bool))
-        return cls(np.empty(shape), np.empty(shape), np.empty(shape), np.empty((rows + 1, cols), bool), masks)
+        flags = np.empty((rows + 1, cols), bool)
+        return cls(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape), flags, masks)
 
 
 def _scan_curves(values: np.ndarray, initial_cash: float) -> _CurveScan:
@@ -257,7 +259,7 @@ def _scan_curves(values: np.ndarray, initial_cash: float) -> _CurveScan:
     peak = prev.copy()
     under = np.zeros(n_cols, bool)
     for start in range(0, n_bars, rows):
-        chunk = values[start : start + rows]
+        chunk = _contiguous(values[start : start + rows], scratch.rows)
         size = chunk.shape[0]
         returns = _chunk_returns(chunk, prev, scratch.returns[:size])
         _add_moments(scan, returns, scratch.work[:size])
@@ -265,8 +267,22 @@ def _scan_curves(values: np.ndarray, initial_cash: float) -> _CurveScan:
         peaks = _running_peak(chunk, peak, scratch.peak[:size])
         under = _add_drawdown(scan, chunk, peaks, under, scratch, start * n_cols)
         peak = peaks[-1].copy()
-        prev = chunk[-1]
+        prev = chunk[-1].copy()  # the chunk may live in a scratch buffer the next chunk overwrites
     return scan
+
+
+def _contiguous(chunk: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """`chunk` itself if its rows are contiguous, else a copy in `buffer`.
+
+    Sweeps hand over the equity column-major (each combination's curve contiguous), so a block of rows
+    is many short strided runs. Every later step reads the chunk three or four times; gathering it once
+    into a cache-resident buffer is cheaper than striding each time (about 15 % of the whole call).
+    """
+    if chunk.flags.c_contiguous:
+        return chunk
+    out = buffer[: chunk.shape[0]]
+    np.copyto(out, chunk)
+    return out
 
 
 def _chunk_returns(chunk: np.ndarray, prev: np.ndarray, out: np.ndarray) -> np.ndarray:

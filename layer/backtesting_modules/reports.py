@@ -120,7 +120,15 @@ def render_trade_summary(trades: pd.DataFrame, limit: int = 10) -> str:
             "total P&L": grouped["pnl"].sum().map(lambda v: f"{v:,.0f}"),
         }
     )
-    parts = ["**Exit reasons**", tabulate(reasons, headers="keys", tablefmt="github", disable_numparse=True)]
+    parts = [
+        "**Exit reasons**",
+        tabulate(
+            reasons.rename_axis("exit reason").reset_index().to_dict("list"),
+            headers="keys",
+            tablefmt="github",
+            disable_numparse=True,
+        ),
+    ]
     shown = trades if len(trades) <= limit else pd.concat([trades.head(limit // 2), trades.tail(limit // 2)])
     columns = [
         c
@@ -144,7 +152,7 @@ def render_trade_summary(trades: pd.DataFrame, limit: int = 10) -> str:
     title = (
         "**Trades**" if len(trades) <= limit else f"**Trades** (first and last {limit // 2} of {len(trades)})"
     )
-    parts += [title, tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=",.6g")]
+    parts += [title, tabulate(table.to_dict("list"), headers="keys", tablefmt="github", floatfmt=",.6g")]
     return "\n\n".join(parts)
 
 

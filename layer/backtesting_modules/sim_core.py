@@ -148,8 +148,9 @@ class SignalIndex:
         return hit
 
 
-def event_key(bar: np.ndarray, phase: int | np.ndarray, priority: int) -> np.ndarray:
-    return bar * 32 + phase * 8 + priority
+def event_key(bar: np.ndarray | int, phase: int | np.ndarray, priority: int) -> np.ndarray:
+    """Sortable key of an exit event: bar, then phase inside the bar, then the reason's priority."""
+    return np.asarray(bar * 32 + phase * 8 + priority, dtype=np.int64)
 
 
 @dataclass

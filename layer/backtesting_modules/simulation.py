@@ -229,9 +229,9 @@ def simulate_indexed(
     while active.size:
         if active.size < scalar_below:
             stepper = ScalarStepper(bars, entry_index, exit_index, settings, cash, kelly, search_from)
-            rows = [row for combo in active.tolist() for row in stepper.run(combo)]
-            if rows:
-                parts.append(tuple(np.asarray(col) for col in zip(*rows, strict=True)))
+            scalar_rows = [row for combo in active.tolist() for row in stepper.run(combo)]
+            if scalar_rows:
+                parts.append(tuple(np.asarray(col) for col in zip(*scalar_rows, strict=True)))
             break
         signal_bar = entry_index.next_at_or_after(active, search_from[active])
         keep = (signal_bar < n) & (cash[active] > 0)

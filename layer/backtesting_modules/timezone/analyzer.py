@@ -96,7 +96,8 @@ class TimezoneMarketAnalyzer:
         else:
             score = 100.0 * weighted.sum(axis=0)
         score = np.round(score, _SCORE_DECIMALS)
-        dominant = np.argmax(weighted, axis=0)  # the first region wins a tie
+        # Rounded so equal products on paper (0.20 x 1.0 vs 0.25 x 0.8) tie; the first region wins a tie.
+        dominant = np.argmax(np.round(weighted, _SCORE_DECIMALS), axis=0)
         condition = classify_scores(score, self.settings.condition_thresholds)
         columns: dict[str, Any] = {
             f"{region.key}_hour": hours[row] for row, region in enumerate(self.settings.regions)

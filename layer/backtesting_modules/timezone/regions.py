@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -65,7 +66,9 @@ def _check_region(region: Region) -> None:
     try:
         ZoneInfo(region.tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{where}.tz {region.tz!r} is not an IANA time zone: use e.g. 'Asia/Seoul'.") from exc
+        raise ConfigError(
+            f"{where}.tz {region.tz!r} is not an IANA time zone: use e.g. 'Asia/Seoul'."
+        ) from exc
     if not (math.isfinite(region.weight) and region.weight >= 0):
         raise ConfigError(f"{where}.weight must be >= 0, got {region.weight}.")
     bad_hours = [h for h in region.peak_hours if not (isinstance(h, int) and 0 <= h < HOURS_PER_DAY)]
@@ -92,9 +95,7 @@ def _check_thresholds(thresholds: tuple[float, ...]) -> None:
             f"condition_thresholds needs {len(CONDITIONS) - 1} values (VERY_ACTIVE, ACTIVE, MODERATE, QUIET "
             f"lower bounds), got {len(thresholds)}."
         )
-    if not all(math.isfinite(t) for t in thresholds) or any(
-        b >= a for a, b in zip(thresholds, thresholds[1:], strict=False)
-    ):
+    if not all(math.isfinite(t) for t in thresholds) or any(b >= a for a, b in pairwise(thresholds)):
         raise ConfigError(f"condition_thresholds must be strictly decreasing, got {thresholds}.")
 
 
@@ -126,7 +127,7 @@ def _check_style(style: TradingStyle, where: str) -> None:
             f"{where}.take_profit_ladder sell fractions must sum to <= 1, got {ladder}: "
             "a ladder cannot sell more than the whole position."
         )
-    if any(b[0] <= a[0] for a, b in zip(ladder, ladder[1:], strict=False)):
+    if any(b[0] <= a[0] for a, b in pairwise(ladder)):
         raise ConfigError(f"{where}.take_profit_ladder gains must be strictly increasing, got {ladder}.")
     if not (math.isfinite(style.max_hold_hours) and style.max_hold_hours > 0):
         raise ConfigError(f"{where}.max_hold_hours must be > 0, got {style.max_hold_hours}.")
@@ -318,7 +319,9 @@ class TimezoneSettings:
 def utc_index(index: pd.Index, what: str = "index") -> pd.DatetimeIndex:
     """`index` as a UTC DatetimeIndex; a naive index is refused because its zone is unknown."""
     if not isinstance(index, pd.DatetimeIndex):
-        raise DataError(f"{what} must be a DatetimeIndex, got {type(index).__name__}: index the bars by time.")
+        raise DataError(
+            f"{what} must be a DatetimeIndex, got {type(index).__name__}: index the bars by time."
+        )
     if index.tz is None:
         raise DataError(
             f"{what} is naive (no time zone): localise it first, e.g. index.tz_localize('UTC'); "
@@ -371,5 +374,7 @@ def fit_activity_curve(bars: pd.DataFrame, measure: ActivityMeasure = "abs_retur
     means = np.divide(sums, counts, out=np.zeros(HOURS_PER_DAY), where=counts > 0)
     peak = means.max()
     if not peak > 0:
-        raise DataError(f"fit_activity_curve found no {measure} activity in the bars: check the {column} column.")
+        raise DataError(
+            f"fit_activity_curve found no {measure} activity in the bars: check the {column} column."
+        )
     return tuple(float(v) for v in means / peak)

@@ -1,0 +1,116 @@
+"""scripts/backtest.py: single runs, sweeps, JSON output, reports and usage errors (exit status 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.script_loader import load_script
+
+cli = load_script("backtest")
+BASE = ["--synthetic", "3", "--periods", "1500", "--config", "filters=none"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main([*args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_single_run_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, *BASE, "--strategy", "SMA_Crossover", "--param", "fast=5", "--param", "slow=20", "--json"
+    )
+    assert code == 0
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["strategy"] == "SMA_Crossover"
+    assert doc["params"] == {"fast": 5, "slow": 20}
+    assert doc["metrics"]["trades"] == len(doc["trades"])
+    assert doc["run"]["synthetic"] is True
+
+
+def test_sweep_json_and_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    report = tmp_path / "sweep.md"
+    code, out, _ = run(
+        capsys,
+        *BASE,
+        "--strategy",
+        "SMA_Crossover",
+        "--grid",
+        "fast=5:15:5",
+        "--grid",
+        "slow=10,20",
+        "--rank",
+        "total_return",
+        "--json",
+        "--report",
+        str(report),
+    )
+    assert code == 0
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["combinations"] == 4 and doc["skipped"] == 2
+    returns = [row["total_return"] for row in doc["rows"]]
+    assert returns == sorted(returns, reverse=True)
+    text = report.read_text()
+    assert "synthetic data" in text and "ranked by **total_return**" in text
+
+
+def test_config_none_and_fill(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        *BASE,
+        "--strategy",
+        "SMA_Crossover",
+        "--config",
+        "stop_loss_pct=none",
+        "--fill",
+        "close",
+        "--json",
+    )
+    assert code == 0
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["run"]["fill"] == "close"
+    assert all(t["exit_reason"] != "STOP_LOSS" for t in doc["trades"])
+
+
+def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, *BASE, "--strategy", "Dynamic_RSI_MACD")
+    assert code == 0
+    assert "| metric" in out and "sharpe" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategy", "SMA_Crosover"], "Did you mean 'SMA_Crossover'"),
+        (["--strategy", "SMA_Crossover", "--param", "fats=3"], "Did you mean 'fast'"),
+        (["--strategy", "SMA_Crossover", "--param", "fast"], "--param 'fast': expected NAME=VALUE"),
+        (["--strategy", "SMA_Crossover", "--grid", "fast=9:1:1"], "need start <= stop"),
+        (["--strategy", "SMA_Crossover", "--grid", "fast=a,b"], "values must be numbers"),
+        (["--strategy", "SMA_Crossover", "--config", "stop_los=0.1"], "Did you mean 'stop_loss_pct'"),
+        (["--strategy", "SMA_Crossover", "--config", "commission_rate=0.5"], "commission_rate"),
+        (["--strategy", "SMA_Crossover", "--grid", "fast=5", "--rank", "sharp"], "Did you mean 'sharpe'"),
+        (["--strategy", "SMA_Crossover", "--top", "0"], "--top 0"),
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, _, err = run(capsys, *BASE, *args)
+    assert code == 2
+    assert message in err
+
+
+def test_missing_data_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "--data", str(tmp_path / "nope.csv"), "--strategy", "SMA_Crossover")
+    assert code == 2
+    assert "nope.csv" in err
+
+
+def test_missing_required_argument_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--synthetic", "1")
+    assert code == 2
+    assert "--strategy" in err
