@@ -402,8 +402,11 @@ def run_job(
         start = max(start, int(stored["timestamp"].iloc[-1]) + timeframe_ms(exchange, args.timeframe))
         result.resumed_from = to_iso(start)
 
+    saved = [bars_frame({})]  # what persist() last wrote, reported if a later page fails
+
     def persist(fetched: pd.DataFrame) -> None:
         store_bars(merge_bars(stored, fetched), job.path, args.format)
+        saved[0] = fetched
 
     try:
         fetched = fetch_symbol(
@@ -422,7 +425,7 @@ def run_job(
         raise UsageError(f"--symbols: {job.symbol!r} was rejected by {exchange.id}: {exc}") from exc
     except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        fetched = bars_frame({})
+        fetched = saved[0]
     _describe(result, merge_bars(stored, fetched), len(fetched), fetched.attrs.get("requests", 0))
     return result
 
@@ -436,7 +439,8 @@ def _describe(result: SymbolResult, total: pd.DataFrame, new_bars: int, requests
 
 def progress_line(result: SymbolResult, timeframe: str) -> str:
     if result.error:
-        return f"{result.symbol} {timeframe}: FAILED ({result.error}); progress so far kept in {result.path}"
+        kept = f"; {result.new_bars} new bars saved, re-run to resume" if result.new_bars else ""
+        return f"{result.symbol} {timeframe}: FAILED ({result.error}){kept}"
     span = f"{result.first} .. {result.last}" if result.first else "no bars"
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     return (

@@ -322,6 +322,19 @@ def test_every_metric_is_a_float_array_per_column_and_input_untouched() -> None:
     assert np.array_equal(equity, before)
 
 
+@pytest.mark.parametrize("n", [50, 5000])
+def test_column_major_input_gives_the_same_numbers(n: int) -> None:
+    # Sweeps pass the transposed view of an (m, n_bars) array; rows are then strided and get copied.
+    equity = random_equity(n, 300, seed=7)
+    trades = random_trades(n, 300, 500, seed=8)
+    column_major = np.asfortranarray(equity)
+    assert not column_major.flags.c_contiguous
+    a = compute_metrics(equity, trades, initial_cash=1000.0, bar_seconds=HOUR)
+    b = compute_metrics(column_major, trades, initial_cash=1000.0, bar_seconds=HOUR)
+    for name in METRIC_NAMES:
+        assert np.array_equal(a[name], b[name], equal_nan=True), name
+
+
 def test_one_dimensional_input_is_one_column() -> None:
     got = compute_metrics(np.array([100.0, 105.0]), NO_TRADES, initial_cash=100.0, bar_seconds=HOUR)
     assert got["total_return"].shape == (1,)

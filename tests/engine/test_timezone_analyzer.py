@@ -138,7 +138,9 @@ def test_utc_basis_scores_the_curve_at_the_utc_hour_and_keeps_80_very_active() -
     curve = [0.5] * 24
     curve[3], curve[4] = 0.8, 0.7999  # 100 x 0.8 must land on 80, not 79.99999999999999
     settings = TimezoneSettings(activity_curve=tuple(curve), curve_basis="utc")
-    frame = TimezoneMarketAnalyzer(settings).analyze(utc("2024-01-01 03:00", "2024-01-01 04:00", "2024-01-01 05:00"))
+    frame = TimezoneMarketAnalyzer(settings).analyze(
+        utc("2024-01-01 03:00", "2024-01-01 04:00", "2024-01-01 05:00")
+    )
     assert frame["activity_score"].tolist() == pytest.approx([80.0, 79.99, 50.0])
     assert frame["condition"].tolist() == ["VERY_ACTIVE", "ACTIVE", "MODERATE"]
     assert frame["position_multiplier"].tolist() == [1.0, 0.8, 0.6]
@@ -162,7 +164,7 @@ def test_columns_and_index() -> None:
         "stop_loss",
         "max_hold_hours",
     ]
-    assert str(frame.index.tz) == "UTC"
+    assert str(pd.DatetimeIndex(frame.index).tz) == "UTC"
     assert (frame.index == index).all()  # same instants, expressed in UTC
     assert frame["activity_score"].between(0, 100).all()
 
@@ -248,7 +250,10 @@ def _reweighted(weight: float) -> tuple[Region, ...]:
         ({"activity_curve": (0.5,) * 23 + (1.5,)}, "activity_curve"),
         ({"curve_basis": "gmt"}, "curve_basis"),
         ({"peak_bonus": -0.1}, "peak_bonus"),
-        ({"styles": {k: v for k, v in DEFAULT_STYLES.items() if k != "tech"}}, r"regions\['los_angeles'\].style"),
+        (
+            {"styles": {k: v for k, v in DEFAULT_STYLES.items() if k != "tech"}},
+            r"regions\['los_angeles'\].style",
+        ),
         ({"stop_loss_by_volatility": {"high": 0.1, "medium": 0.08}}, "volatility 'low'"),
         ({"stop_loss_by_volatility": {"high": 1.5, "medium": 0.08, "low": 0.05}}, "stop_loss_by_volatility"),
     ],
@@ -295,7 +300,9 @@ def test_region_validation_names_the_field(kwargs: dict[str, object], field: str
 
 
 def test_style_stop_loss_overrides_volatility_stop() -> None:
-    styles = dict(DEFAULT_STYLES) | {"momentum": dataclasses.replace(DEFAULT_STYLES["momentum"], stop_loss=0.03)}
+    styles = dict(DEFAULT_STYLES) | {
+        "momentum": dataclasses.replace(DEFAULT_STYLES["momentum"], stop_loss=0.03)
+    }
     analyzer = TimezoneMarketAnalyzer(TimezoneSettings(styles=styles))
     assert analyzer.analyze_timestamp("2024-07-01 00:00+00:00")["stop_loss"] == 0.03
 
@@ -332,7 +339,7 @@ def test_fit_activity_curve_finds_the_busy_hour() -> None:
     assert int(np.argmax(by_volume)) == 14
     # The fitted curve plugs straight into the UTC basis: 14 UTC is VERY_ACTIVE.
     analyzer = TimezoneMarketAnalyzer(TimezoneSettings(activity_curve=curve, curve_basis="utc"))
-    frame = analyzer.analyze(bars.index[:24])
+    frame = analyzer.analyze(pd.DatetimeIndex(bars.index[:24]))
     assert frame["condition"].iloc[14] == "VERY_ACTIVE"
     assert set(frame["condition"].drop(frame.index[14])) == {"VERY_QUIET"}
 

@@ -8,16 +8,13 @@ at it through `make_exchange`, so ccxt's request building and response parsing a
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
@@ -25,7 +22,8 @@ import ccxt
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.script_loader import load_script
+
 DATA = Path(__file__).resolve().parent / "data"
 HOUR_MS = 3_600_000
 START = "2024-01-01T00:00:00Z"
@@ -33,16 +31,7 @@ LAST = "2024-01-21T19:00:00Z"  # candle 499 of the 500-candle KRW-BTC / KRW-ETH 
 NOW_MS = int(datetime(2024, 1, 22, tzinfo=UTC).timestamp() * 1000)  # after the fixtures: all closed
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fetch_ohlcv", ROOT / "scripts" / "fetch_ohlcv.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch_ohlcv = _load_script()
+fetch_ohlcv = load_script("fetch_ohlcv")
 
 
 # ------------------------------------------------------------------------------------ fake Upbit
@@ -220,10 +209,13 @@ def test_resume_summary_reports_start(
     assert lines[0].startswith("KRW-BTC 1h: +404 bars") and lines[1].startswith("done: 404 new bars")
 
 
-def test_interrupted_download_keeps_every_finished_page(upbit: tuple[FakeUpbit, str], tmp_path: Path) -> None:
+def test_interrupted_download_keeps_every_finished_page(
+    upbit: tuple[FakeUpbit, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state, url = upbit
     state.fail_after = 2  # the connection dies after two pages
-    assert _run(url, *_args(tmp_path, "--max-retries", "0", symbols="KRW-BTC")) == 1
+    assert _run(url, *_args(tmp_path, "--max-retries", "0", "--json", symbols="KRW-BTC")) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["symbols"][0]["new_bars"] == 400
     path = tmp_path / "upbit" / "KRW-BTC_1h.csv"
     assert len(pd.read_csv(path)) == 400  # written after each page: only the in-flight page is lost
     assert [p.name for p in path.parent.iterdir()] == ["KRW-BTC_1h.csv"]  # no temp file left behind

@@ -47,6 +47,9 @@ RANKED_HOURS = 3  # best_hours / worst_hours length
 MIN_CORRELATION_TRADES = 3
 DAYS_PER_WEEK = 7
 
+# compute_metrics gives 1-element arrays per metric; plain floats are accepted too.
+MetricValue = float | np.ndarray
+
 
 @dataclass(frozen=True)
 class TradeSessionAnalysis:
@@ -91,13 +94,15 @@ def analyze_trades(
             "pnl": pnl,
             "hour_utc": np.asarray(entry.hour, dtype=np.intp),
             "hour_local": np.asarray(local.hour, dtype=np.intp),
-            "weekday": np.asarray(local.weekday, dtype=np.intp),
+            "weekday": np.asarray(local.day_of_week, dtype=np.intp),
             "activity_score": session["activity_score"].to_numpy(),
             "condition": session["condition"].to_numpy(),
             "dominant_region": session["dominant_region"].to_numpy(),
         },
         index=trades.index,
     )
+    if "symbol" in trades.columns:
+        entries.insert(0, "symbol", trades["symbol"].to_numpy())
 
     def table(column: str, keys: Sequence[object], name: str) -> pd.DataFrame:
         return group_table(entries[column].to_numpy(), keys, name, ret, pnl, min_trades)
@@ -249,8 +254,8 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def compare_gated(
-    ungated: Mapping[str, float],
-    gated: Mapping[str, float],
+    ungated: Mapping[str, MetricValue],
+    gated: Mapping[str, MetricValue],
     names: Sequence[str] = DEFAULT_COMPARE_NAMES,
 ) -> pd.DataFrame:
     """Metrics side by side: metric, ungated, gated, difference (gated - ungated).
@@ -269,7 +274,7 @@ def compare_gated(
     return pd.DataFrame(rows, columns=["metric", "ungated", "gated", "difference"])
 
 
-def _scalar(metrics: Mapping[str, float], name: str) -> float:
+def _scalar(metrics: Mapping[str, MetricValue], name: str) -> float:
     """A metric as a float; compute_metrics returns 1-element arrays, which are unwrapped."""
     if name not in metrics:
         return math.nan
