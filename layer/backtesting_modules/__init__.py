@@ -5,7 +5,9 @@ Public API:
 - strategies: `register`, `get_strategy`, `list_strategies`, `Strategy`, `Param`, `Constraint`
 - running: `run_backtest`, `run_sweep`, `rank_sweep`, `run_portfolio_backtest`, `BacktestResult`
 - configuration: `StrategyConfig`
-- the original API: `create_integrated_backtester`, `run_single_strategy_backtest`, `KellyBacktester`
+- the original API: `create_integrated_backtester`, `run_single_strategy_backtest`, `KellyBacktester`,
+  `TimezoneBacktester`
+- timezone analysis: `TimezoneMarketAnalyzer`, `TimezoneSettings`, `SessionGate`
 """
 
 from .backtest import ENGINE_VERSION, BacktestResult, RunInfo, rank_sweep, run_backtest, run_sweep
@@ -21,6 +23,7 @@ from .errors import BacktestError, ConfigError, DataError, StrategyError
 from .metrics import METRIC_NAMES, compute_metrics, legacy_metrics
 from .portfolio import run_portfolio_backtest
 from .strategies import Constraint, Param, Strategy, get_strategy, list_strategies, register
+from .timezone import SessionGate, TimezoneBacktester, TimezoneMarketAnalyzer, TimezoneSettings
 
 __version__ = ENGINE_VERSION
 
@@ -36,9 +39,13 @@ __all__ = [
     "KellyBacktester",
     "Param",
     "RunInfo",
+    "SessionGate",
     "Strategy",
     "StrategyConfig",
     "StrategyError",
+    "TimezoneBacktester",
+    "TimezoneMarketAnalyzer",
+    "TimezoneSettings",
     "compute_metrics",
     "create_integrated_backtester",
     "get_strategy",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pandas as pd
@@ -362,17 +361,3 @@ def test_synthetic_bars_fitted_curve_peaks_in_a_documented_busy_window() -> None
     busiest = int(np.argmax(curve))
     assert busiest in {0, 1, 2, 13, 14, 15, 16}  # synthetic_bars: busy 00-02 and 13-16 UTC
     assert int(np.argmin(curve)) in {20, 21, 22}  # quiet 20-22 UTC
-
-
-# --- speed ------------------------------------------------------------------------------------------------
-
-
-def test_analyze_100k_bars_is_fast() -> None:
-    index = pd.date_range("2015-01-01", periods=100_000, freq="1h", tz="UTC")
-    ANALYZER.analyze(index[:100])
-    best = np.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        ANALYZER.analyze(index)
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.5

@@ -2,10 +2,12 @@
 
 - `regions`: the configuration records and their defaults, `fit_activity_curve`;
 - `analyzer`: `TimezoneMarketAnalyzer`, which annotates a UTC DatetimeIndex bar by bar;
-- `trade_analysis`: performance of a trade list by entry hour, region, condition and weekday.
+- `trade_analysis`: performance of a trade list by entry hour, region, condition and weekday;
+- `backtester`: `TimezoneBacktester`, the engine with session gating, condition sizing and style exits.
 """
 
 from .analyzer import TimezoneMarketAnalyzer, classify_scores, local_hours, makenaide_run_mask
+from .backtester import SessionGate, TimezoneBacktester, TimezoneBacktestResult
 from .regions import (
     DEFAULT_ACTIVITY_CURVE,
     DEFAULT_REGIONS,
@@ -27,6 +29,9 @@ __all__ = [
     "MAKENAIDE_RUN_HOURS_KST",
     "MarketCondition",
     "Region",
+    "SessionGate",
+    "TimezoneBacktestResult",
+    "TimezoneBacktester",
     "TimezoneMarketAnalyzer",
     "TimezoneSettings",
     "TradeSessionAnalysis",
