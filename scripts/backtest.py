@@ -43,6 +43,8 @@ from backtesting_modules.reports import (
     render_sweep,
     render_trade_summary,
 )
+from backtesting_modules.timezone import SessionGate, TimezoneBacktester
+from backtesting_modules.timezone.report import render_comparison, render_group_table, render_timezone
 
 
 class UsageError(Exception):
@@ -128,6 +130,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=10, help="sweep rows to print (default 10)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--report", metavar="FILE", help="write a markdown report to FILE")
+    tz = parser.add_argument_group("timezone backtester (--timezone; intraday bars)")
+    tz.add_argument(
+        "--timezone", action="store_true", help="run the timezone backtester and session analysis"
+    )
+    tz.add_argument(
+        "--gate",
+        choices=["none", "makenaide"],
+        default="none",
+        help="entry gate: makenaide = only at 02, 09, 15, 18, 21, 23 h Asia/Seoul",
+    )
+    tz.add_argument("--min-activity", type=float, help="block entries below this activity score (0-100)")
+    tz.add_argument("--zone", default="Asia/Seoul", help="zone of the per-hour tables (default Asia/Seoul)")
+    tz.add_argument(
+        "--no-style-exits",
+        action="store_true",
+        help="keep the config's stop/take-profit instead of the dominant style's",
+    )
+    tz.add_argument("--no-scaling", action="store_true", help="do not scale size by market condition")
     return parser
 
 
@@ -179,6 +199,46 @@ def run_single(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyCon
         print()
         print(render_trade_summary(result.trades))
     return render_backtest(result)
+
+
+def run_timezone(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
+    if args.grid:
+        raise UsageError("--timezone runs one parameter set: use --param, not --grid.")
+    params = dict(parse_assignment(p, "--param") for p in args.param)
+    base = SessionGate.makenaide() if args.gate == "makenaide" else SessionGate()
+    gate = SessionGate(min_activity=args.min_activity, allowed_hours=base.allowed_hours, zone=base.zone)
+    backtester = TimezoneBacktester(
+        config,
+        gate=gate,
+        scale_by_condition=not args.no_scaling,
+        style_exits=not args.no_style_exits,
+        zone=args.zone,
+    )
+    plain, gated, comparison = backtester.compare(bars, args.strategy, params)
+    result = gated.result
+    if args.json:
+        analysis = gated.trade_analysis
+        print(
+            json.dumps(
+                to_jsonable(
+                    {
+                        "strategy": result.strategy,
+                        "params": result.params,
+                        "metrics": result.metrics,
+                        "ungated_metrics": plain.metrics,
+                        "gate": gate.describe(),
+                        "by_hour_local": analysis.by_hour_local.reset_index().to_dict("records"),
+                        "activity_correlation": analysis.activity_correlation,
+                        "run": result.info.to_dict(),
+                    }
+                )
+            )
+        )
+    else:
+        print(render_comparison(comparison))
+        print()
+        print(render_group_table(gated.trade_analysis.by_hour_local, f"hour ({args.zone})"))
+    return render_timezone(gated, comparison)
 
 
 def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
@@ -249,7 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_config(args.config, args.fill)
         get_strategy(args.strategy)
         bars = load_input(args)
-        report = run_grid(args, bars, config) if args.grid else run_single(args, bars, config)
+        if args.timezone:
+            report = run_timezone(args, bars, config)
+        elif args.grid:
+            report = run_grid(args, bars, config)
+        else:
+            report = run_single(args, bars, config)
     except (UsageError, BacktestError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     if args.report:

@@ -34,6 +34,7 @@ _PERCENT = {
     "kelly_quarter",
     "var_95",
 }
+_CURRENCY = {"total_pnl", "gross_profit", "gross_loss", "expectancy"}
 _HEADLINE = (
     "total_return",
     "cagr",
@@ -64,7 +65,7 @@ def format_value(name: str, value: Any) -> str:
         return "∞" if number > 0 else "-∞"
     if name in _PERCENT:
         return f"{number:.2%}"
-    if name in {"trades", "winning_trades", "losing_trades"}:
+    if name in {"trades", "winning_trades", "losing_trades"} | _CURRENCY:
         return f"{number:,.0f}"
     if abs(number) >= 1e5:
         return f"{number:,.0f}"
@@ -97,9 +98,9 @@ def render_run_header(info: RunInfo, params: Mapping[str, Any] | None, config: S
         ("entry filters", _filters_text(config)),
         ("engine", f"backtesting_modules {info.engine_version}"),
     ]
-    lines = [tabulate(rows, headers=["run", ""], tablefmt="github")]
-    lines += [f"> {note}" for note in info.notes]
-    return "\n".join(lines)
+    table = tabulate(rows, headers=["run", ""], tablefmt="github")
+    notes = "\n".join(f"> {note}  " for note in info.notes)
+    return f"{table}\n\n{notes}" if notes else table
 
 
 def render_metrics_table(metrics: Mapping[str, float], names: Sequence[str] = METRIC_NAMES) -> str:
@@ -280,3 +281,99 @@ def _filters_text(config: StrategyConfig) -> str:
     if config.min_volume > 0:
         parts.append(f"turnover ≥ {config.min_volume:,.0f}")
     return "; ".join(parts) or "none"
+
+
+def render_batch(
+    results: pd.DataFrame,
+    *,
+    title: str,
+    rank: str,
+    top: int = 20,
+    higher_is_better: bool = True,
+    conditions: Sequence[tuple[str, str]] = (),
+    failures: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """A batch report: what ran, the top `top` results by `rank` across strategies and symbols, aggregates per
+    strategy and per symbol, and every failed job with its error.
+
+    `results` has one row per backtest: `strategy`, `symbol`, `params` (a dict), then metric columns.
+    """
+    parts = [f"# {title}"]
+    if conditions:
+        parts.append(tabulate(list(conditions), headers=["batch", ""], tablefmt="github"))
+    parts.append(
+        f"{len(results):,} backtests, {len(failures):,} failed jobs; ranked by **{rank}** "
+        f"({'higher' if higher_is_better else 'lower'} is better)."
+    )
+    if not results.empty:
+        ranked = results.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
+        metrics = [m for m in _HEADLINE if m in results.columns and m != rank]
+        table = [
+            [
+                row["strategy"],
+                row["symbol"],
+                _params_text(row["params"]),
+                format_value(rank, row[rank]),
+                *[format_value(m, row[m]) for m in metrics[:6]],
+            ]
+            for _, row in ranked.iterrows()
+        ]
+        parts += [
+            f"## Top {len(ranked)} by {rank}",
+            tabulate(
+                table,
+                headers=["strategy", "symbol", "parameters", rank, *metrics[:6]],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "## By strategy",
+            _aggregate(results, "strategy", rank, higher_is_better),
+            "## By symbol",
+            _aggregate(results, "symbol", rank, higher_is_better),
+        ]
+    if failures:
+        rows = [
+            [
+                f.get("job_id", "–"),
+                f.get("strategy", "–"),
+                f.get("symbol", "–"),
+                f.get("attempts", "–"),
+                str(f.get("error", "")).replace("\n", " ")[:300],
+            ]
+            for f in failures
+        ]
+        parts += [
+            "## Failed jobs",
+            tabulate(
+                rows,
+                headers=["job", "strategy", "symbol", "attempts", "error"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+        ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _aggregate(results: pd.DataFrame, key: str, rank: str, higher_is_better: bool) -> str:
+    grouped = results.groupby(key, sort=True)[rank]
+    best = grouped.max() if higher_is_better else grouped.min()
+    rows = [
+        [
+            name,
+            f"{int(grouped.size()[name]):,}",
+            format_value(rank, best[name]),
+            format_value(rank, grouped.median()[name]),
+            format_value("total_return", results.loc[results[key] == name, "total_return"].mean())
+            if "total_return" in results
+            else "–",
+        ]
+        for name in best.index
+    ]
+    headers = [key, "backtests", f"best {rank}", f"median {rank}", "mean total_return"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _params_text(params: Any) -> str:
+    if isinstance(params, Mapping):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in params.items())
+    return str(params)
