@@ -42,6 +42,7 @@ from backtesting_modules.reports import (
     render_metrics_table,
     render_sweep,
     render_trade_summary,
+    save_equity_png,
 )
 from backtesting_modules.timezone import SessionGate, TimezoneBacktester
 from backtesting_modules.timezone.report import render_comparison, render_group_table, render_timezone
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=10, help="sweep rows to print (default 10)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--report", metavar="FILE", help="write a markdown report to FILE")
+    parser.add_argument("--png", metavar="FILE", help="also write the equity curve as PNG (needs matplotlib)")
     tz = parser.add_argument_group("timezone backtester (--timezone; intraday bars)")
     tz.add_argument(
         "--timezone", action="store_true", help="run the timezone backtester and session analysis"
@@ -179,6 +181,8 @@ def to_jsonable(value: Any) -> Any:
 def run_single(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
     params = dict(parse_assignment(p, "--param") for p in args.param)
     result = run_backtest(bars, args.strategy, params, config)
+    if args.png:
+        save_equity_png(result.equity, args.png, title=f"{result.strategy} {result.params}")
     if args.json:
         trades = result.trades.drop(columns=["entry_bar", "exit_bar"]).to_dict("records")
         print(

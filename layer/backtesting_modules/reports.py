@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from .backtest import BacktestResult, RunInfo
 from .config import StrategyConfig
+from .errors import ConfigError
 from .metrics import METRIC_NAMES
 
 PR_COMMENT_LIMIT = 60_000
@@ -377,3 +378,25 @@ def _params_text(params: Any) -> str:
     if isinstance(params, Mapping):
         return ", ".join(f"{k}={_plain(v)}" for k, v in params.items())
     return str(params)
+
+
+def save_equity_png(equity: pd.Series, path: str, *, title: str = "Equity") -> str:
+    """Write the equity curve as a PNG (optional: needs matplotlib, which the layer does not ship)."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional dependency, imported only when a PNG is asked for
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigError(
+            "PNG charts need matplotlib: `pip install matplotlib`. The markdown report already has mermaid "
+            "charts, which GitHub renders."
+        ) from exc
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.plot(equity.index, equity.to_numpy(), linewidth=1.0)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -114,3 +114,51 @@ def test_missing_required_argument_exits_2(capsys: pytest.CaptureFixture[str]) -
     code, _, err = run(capsys, "--synthetic", "1")
     assert code == 2
     assert "--strategy" in err
+
+
+def test_timezone_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    report = tmp_path / "tz.md"
+    code, out, _ = run(
+        capsys,
+        *BASE,
+        "--strategy",
+        "SMA_Crossover",
+        "--timezone",
+        "--gate",
+        "makenaide",
+        "--json",
+        "--report",
+        str(report),
+    )
+    assert code == 0
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert len(doc["by_hour_local"]) == 24
+    traded = {row["hour"] for row in doc["by_hour_local"] if row["trades"] > 0}
+    assert traded <= {2, 9, 15, 18, 21, 23}
+    assert doc["ungated_metrics"]["trades"] >= doc["metrics"]["trades"]
+    assert "## Gated against ungated" in report.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timezone", "--grid", "fast=5,10"], "use --param, not --grid"),
+        (["--timezone", "--freq", "1D", "--periods", "400"], "intraday bars"),
+        (["--timezone", "--min-activity", "150"], "min_activity=150"),
+    ],
+)
+def test_timezone_usage_errors(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, _, err = run(capsys, *BASE, "--strategy", "SMA_Crossover", *args)
+    assert code == 2
+    assert message in err
+
+
+def test_png_needs_matplotlib_or_writes_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    png = tmp_path / "equity.png"
+    code, _, err = run(capsys, *BASE, "--strategy", "SMA_Crossover", "--png", str(png))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 2 and "pip install matplotlib" in err
+    else:
+        assert code == 0 and png.stat().st_size > 0
