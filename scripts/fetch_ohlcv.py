@@ -172,6 +172,12 @@ def timeframe_ms(exchange: Any, timeframe: str) -> int:
             f"--timeframe {timeframe!r} is not offered by {exchange.id}{hint} "
             f"(choose from {', '.join(supported)})"
         )
+    if timeframe[-1:] in {"M", "y"}:
+        # ccxt counts a month as 30 days and a year as 365: paging by that skips or repeats calendar candles.
+        raise UsageError(
+            f"--timeframe {timeframe!r} is a calendar period, which this script cannot page exactly: fetch "
+            "1d candles and resample them (backtesting_modules.resample_bars)."
+        )
     return int(exchange.parse_timeframe(timeframe) * 1000)
 
 

@@ -321,6 +321,9 @@ def test_bad_timeframe_and_dates_exit_2(
     argv[argv.index("1h")] = "1hr"
     assert _run(url, *argv) == 2
     assert "--timeframe '1hr' is not offered by upbit" in capsys.readouterr().err
+    argv[argv.index("1hr")] = "1M"  # ccxt pages months as 30 days, which would skip calendar candles
+    assert _run(url, *argv) == 2
+    assert "calendar period" in capsys.readouterr().err
     assert _run(url, *_args(tmp_path, "--until", "2023-12-31", symbols="KRW-BTC")) == 2
     assert "is not before --until" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
