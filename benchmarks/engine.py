@@ -137,7 +137,7 @@ def render(result: dict[str, Any]) -> str:
             "sweep: bar·combinations/s",
             f"{s['engine_bar_combos_per_s'] / 1e6:,.1f} M",
             f"{s['naive_bar_combos_per_s'] / 1e6:,.3f} M",
-            f"{s['speedup']:,.0f}×",
+            f"{s['speedup']:,.1f}×",
         ],
         [
             "sweep: backtests/s",
@@ -155,7 +155,7 @@ def render(result: dict[str, Any]) -> str:
             "single backtest latency",
             f"{lat['engine_ms']:.1f} ms",
             f"{lat['naive_ms']:.1f} ms",
-            f"{lat['speedup']:,.0f}×",
+            f"{lat['speedup']:,.1f}×",
         ],
         [
             "cold start (new process: import + first backtest)",

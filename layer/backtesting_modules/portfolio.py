@@ -245,19 +245,7 @@ def _result(
     trades = trades.sort_values(["entry_bar", "symbol"], kind="stable").reset_index(drop=True)
     trades.insert(1, "entry_time", timeline[trades["entry_bar"].to_numpy(dtype=np.int64)])
     trades.insert(2, "exit_time", timeline[trades["exit_bar"].to_numpy(dtype=np.int64)])
-    codes = {r.name: int(r) for r in ExitReason}
-    arrays = TradeArrays(
-        combo=np.zeros(len(trades), dtype=np.int64),
-        entry_bar=trades["entry_bar"].to_numpy(dtype=np.int64),
-        exit_bar=trades["exit_bar"].to_numpy(dtype=np.int64),
-        entry_price=trades["entry_price"].to_numpy(dtype=np.float64),
-        exit_price=trades["exit_price"].to_numpy(dtype=np.float64),
-        size=trades["size"].to_numpy(dtype=np.float64),
-        fees=trades["fees"].to_numpy(dtype=np.float64),
-        pnl=trades["pnl"].to_numpy(dtype=np.float64),
-        return_pct=trades["return_pct"].to_numpy(dtype=np.float64),
-        exit_reason=trades["exit_reason"].map(codes).to_numpy(dtype=np.int8),
-    )
+    arrays = TradeArrays.from_records(trades)
     seconds = BarArrays.from_frame(next(iter(frames_in.values()))).interval_seconds()
     metrics = compute_metrics(equity[:, None], arrays, initial_cash=config.initial_cash, bar_seconds=seconds)
     info = RunInfo(

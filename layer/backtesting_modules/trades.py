@@ -68,6 +68,22 @@ class TradeArrays:
             return cls.empty()
         return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
+    @classmethod
+    def from_records(cls, trades: pd.DataFrame) -> TradeArrays:
+        """Columns of a trade table with bar positions and reason names (one combination, code 0)."""
+        codes = {r.name: int(r) for r in ExitReason}
+        floats = {
+            name: trades[name].to_numpy(dtype=np.float64)
+            for name in ("entry_price", "exit_price", "size", "fees", "pnl", "return_pct")
+        }
+        return cls(
+            combo=np.zeros(len(trades), dtype=np.int64),
+            entry_bar=trades["entry_bar"].to_numpy(dtype=np.int64),
+            exit_bar=trades["exit_bar"].to_numpy(dtype=np.int64),
+            exit_reason=trades["exit_reason"].map(codes).to_numpy(dtype=np.int8),
+            **floats,
+        )
+
     def to_frame(self, index: pd.DatetimeIndex) -> pd.DataFrame:
         """The user-facing trade table with timestamps and reason names."""
         reasons = np.array([r.name for r in ExitReason])

@@ -381,19 +381,7 @@ def _result(
         "partial_exits",
     ]
     trades = pd.DataFrame(rows, columns=columns)
-    codes = {r.name: int(r) for r in ExitReason}
-    arrays = TradeArrays(
-        combo=np.zeros(len(trades), dtype=np.int64),
-        entry_bar=trades["entry_bar"].to_numpy(dtype=np.int64),
-        exit_bar=trades["exit_bar"].to_numpy(dtype=np.int64),
-        entry_price=trades["entry_price"].to_numpy(dtype=float),
-        exit_price=trades["exit_price"].to_numpy(dtype=float),
-        size=trades["size"].to_numpy(dtype=float),
-        fees=trades["fees"].to_numpy(dtype=float),
-        pnl=trades["pnl"].to_numpy(dtype=float),
-        return_pct=trades["return_pct"].to_numpy(dtype=float),
-        exit_reason=trades["exit_reason"].map(codes).to_numpy(dtype=np.int8),
-    )
+    arrays = TradeArrays.from_records(trades)
     table = arrays.to_frame(bars.index)
     table["partial_exits"] = trades["partial_exits"].to_numpy(dtype=np.int64)
     seconds = bars.interval_seconds()
