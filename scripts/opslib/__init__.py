@@ -1,0 +1,1 @@
+"""Shared code of the scripts a person runs: stack configuration, resource definitions, the local runtime."""

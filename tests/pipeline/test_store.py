@@ -1,0 +1,60 @@
+"""Store: bars round trip, batch creation once, exactly-once counting, completion flips once."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from backtesting_modules.data import synthetic_bars
+from backtesting_modules.pipeline.store import MissingObjectError, decode_bars, encode_bars
+from opslib.resources import ensure_stack
+from tests.pipeline.conftest import Stack
+
+
+def test_bars_round_trip_keeps_values_index_and_attrs() -> None:
+    bars = synthetic_bars("KRW-ETH", periods=500, seed=1)
+    back = decode_bars(encode_bars(bars))
+    pd.testing.assert_frame_equal(back, bars, check_freq=False, check_index_type=False)
+    assert back.attrs["synthetic"] is True and back.attrs["symbol"] == "KRW-ETH"
+
+
+def test_stack_creation_is_idempotent(stack: Stack) -> None:
+    again = ensure_stack(stack.clients, stack.config, stack.names)
+    assert again == stack.urls
+    attrs = stack.clients.client("sqs").get_queue_attributes(
+        QueueUrl=stack.urls[stack.names.job_queue], AttributeNames=["All"]
+    )["Attributes"]
+    assert '"maxReceiveCount": 3' in attrs["RedrivePolicy"]
+
+
+def test_missing_object_is_not_retryable(stack: Stack) -> None:
+    with pytest.raises(MissingObjectError, match="does not exist") as info:
+        stack.store.load_bars("bars/nope/KRW-XXX.npz")
+    assert info.value.retryable is False
+
+
+def _batch(total: int) -> dict[str, object]:
+    return {"batch_id": "b1", "created_at": "2026-11-24T00:00:00.000+00:00", "name": "t", "total_jobs": total}
+
+
+def test_outcomes_count_once_and_completion_flips_once(stack: Stack) -> None:
+    store = stack.store
+    assert store.create_batch(_batch(2)) is True
+    assert store.create_batch(_batch(2)) is False  # a second create is a resume, not an overwrite
+    store.put_pending_jobs("b1", [{"job_id": j, "strategy": "S", "symbols": ["X"]} for j in ("j1", "j2")])
+    store.mark_running("b1", "j1", "w0")
+    ok = {"status": "SUCCEEDED", "backtests": 10, "duration_s": 1.5, "best": {"sharpe": 1.0}}
+    assert store.record_outcome("b1", "j1", ok) is True
+    assert store.record_outcome("b1", "j1", ok) is False  # redelivered: counts nothing
+    assert store.try_complete("b1", "summaries/x.json") is False  # one job outstanding
+    failed = {"status": "FAILED", "backtests": 0, "error": "unknown strategy"}
+    assert store.record_outcome("b1", "j2", failed) is True
+    batch = store.get_batch("b1")
+    assert (batch["succeeded"], batch["failed"], batch["backtests"]) == (1, 1, 10)
+    assert store.try_complete("b1", "summaries/x.json") is True
+    assert store.try_complete("b1", "summaries/x.json") is False
+    jobs = {j["job_id"]: j for j in store.list_jobs("b1")}
+    assert jobs["j1"]["status"] == "SUCCEEDED" and jobs["j1"]["attempts"] == 1
+    assert jobs["j2"]["error"] == "unknown strategy"
+    store.mark_running("b1", "j1", "w1")  # a late redelivery never reopens a finished job
+    assert {j["job_id"]: j for j in store.list_jobs("b1")}["j1"]["status"] == "SUCCEEDED"
