@@ -293,18 +293,22 @@ def render_batch(
     higher_is_better: bool = True,
     conditions: Sequence[tuple[str, str]] = (),
     failures: Sequence[Mapping[str, Any]] = (),
+    backtests: int | None = None,
+    aggregates: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
     """A batch report: what ran, the top `top` results by `rank` across strategies and symbols, aggregates per
     strategy and per symbol, and every failed job with its error.
 
-    `results` has one row per backtest: `strategy`, `symbol`, `params` (a dict), then metric columns.
+    `results` has one row per backtest: `strategy`, `symbol`, `params` (a dict), then metric columns. When
+    `results` holds only the top rows of a larger batch, pass the batch's `backtests` count and its
+    precomputed `aggregates` ({"strategy": [...], "symbol": [...]}) so totals are not taken from the top.
     """
     parts = [f"# {title}"]
     if conditions:
         parts.append(tabulate(list(conditions), headers=["batch", ""], tablefmt="github"))
     parts.append(
-        f"{len(results):,} backtests, {len(failures):,} failed jobs; ranked by **{rank}** "
-        f"({'higher' if higher_is_better else 'lower'} is better)."
+        f"{backtests if backtests is not None else len(results):,} backtests, {len(failures):,} failed jobs; "
+        f"ranked by **{rank}** ({'higher' if higher_is_better else 'lower'} is better)."
     )
     if not results.empty:
         ranked = results.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
@@ -327,11 +331,14 @@ def render_batch(
                 tablefmt="github",
                 disable_numparse=True,
             ),
-            "## By strategy",
-            _aggregate(results, "strategy", rank, higher_is_better),
-            "## By symbol",
-            _aggregate(results, "symbol", rank, higher_is_better),
         ]
+        for key in ("strategy", "symbol"):
+            table_text = (
+                _aggregate_table(aggregates[key], key, rank)
+                if aggregates and key in aggregates
+                else _aggregate(results, key, rank, higher_is_better)
+            )
+            parts += [f"## By {key}", table_text]
     if failures:
         rows = [
             [
@@ -372,6 +379,24 @@ def _aggregate(results: pd.DataFrame, key: str, rank: str, higher_is_better: boo
     ]
     headers = [key, "backtests", f"best {rank}", f"median {rank}", "mean total_return"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _aggregate_table(rows: Sequence[Mapping[str, Any]], key: str, rank: str) -> str:
+    body = [
+        [
+            r[key],
+            f"{int(r['backtests']):,}",
+            format_value(rank, r.get(f"best_{rank}")),
+            format_value(rank, r.get(f"median_{rank}")),
+        ]
+        for r in rows
+    ]
+    return tabulate(
+        body,
+        headers=[key, "backtests", f"best {rank}", f"median {rank}"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 def _params_text(params: Any) -> str:

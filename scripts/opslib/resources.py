@@ -26,7 +26,10 @@ def table_definition(names: StackNames) -> dict[str, Any]:
             {"AttributeName": "GSI1PK", "AttributeType": "S"},
             {"AttributeName": "GSI1SK", "AttributeType": "S"},
         ],
-        "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        "KeySchema": [
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
         "GlobalSecondaryIndexes": [
             {
                 "IndexName": keys.BATCH_INDEX,
@@ -40,7 +43,9 @@ def table_definition(names: StackNames) -> dict[str, Any]:
     }
 
 
-def queue_definitions(config: StackConfig, names: StackNames, dlq_arn: str | None) -> dict[str, dict[str, str]]:
+def queue_definitions(
+    config: StackConfig, names: StackNames, dlq_arn: str | None
+) -> dict[str, dict[str, str]]:
     """Attributes per queue name; the DLQ first (its ARN goes into the others' redrive policy)."""
     q = config.queues
     base = {
@@ -49,8 +54,12 @@ def queue_definitions(config: StackConfig, names: StackNames, dlq_arn: str | Non
         "ReceiveMessageWaitTimeSeconds": str(q.receive_wait_s),
         "SqsManagedSseEnabled": "true",
     }
-    definitions = {names.dead_letter_queue: {"MessageRetentionPeriod": str(q.dlq_retention_s),
-                                             "SqsManagedSseEnabled": "true"}}
+    definitions = {
+        names.dead_letter_queue: {
+            "MessageRetentionPeriod": str(q.dlq_retention_s),
+            "SqsManagedSseEnabled": "true",
+        }
+    }
     if dlq_arn is not None:
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q.max_receive_count})
         for name in (names.job_queue, names.priority_queue, names.result_queue):
@@ -70,11 +79,12 @@ def ensure_stack(
     dlq_arn = sqs.get_queue_attributes(QueueUrl=urls[names.dead_letter_queue], AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    for name, attributes in queue_definitions(config, names, dlq_arn).items():
+    for name, defined in queue_definitions(config, names, dlq_arn).items():
         if name == names.dead_letter_queue:
             continue
+        attributes = dict(defined)
         if visibility_timeout_s is not None:
-            attributes = {**attributes, "VisibilityTimeout": str(visibility_timeout_s)}
+            attributes["VisibilityTimeout"] = str(visibility_timeout_s)
         urls[name] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     dynamodb = clients.client("dynamodb")
     if names.table not in dynamodb.list_tables()["TableNames"]:
@@ -84,6 +94,8 @@ def ensure_stack(
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if names.bucket not in existing:
         region = clients.region or config.region
-        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        location = (
+            {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
         s3.create_bucket(Bucket=names.bucket, **location)
     return urls

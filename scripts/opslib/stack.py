@@ -62,7 +62,9 @@ def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> St
             metric_namespace=str(raw["metrics"]["namespace"]),
         )
     except (KeyError, TypeError) as exc:
-        raise ConfigurationError(f"{path}: missing or malformed setting {exc}; see config/stack.yaml.") from exc
+        raise ConfigurationError(
+            f"{path}: missing or malformed setting {exc}; see config/stack.yaml."
+        ) from exc
     if queues.visibility_timeout_s < 6 * int(config.worker["timeout_s"]):
         raise ConfigurationError(
             f"queues.visibility_timeout_s={queues.visibility_timeout_s} must be at least 6x worker.timeout_s "
@@ -74,5 +76,7 @@ def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> St
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out

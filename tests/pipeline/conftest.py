@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 from moto import mock_aws
+from opslib.resources import ensure_stack
+from opslib.stack import StackConfig, load_stack
 
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import StackNames
 from backtesting_modules.pipeline.store import Store
-from opslib.resources import ensure_stack
-from opslib.stack import StackConfig, load_stack
 
 
 @dataclass
@@ -26,8 +26,11 @@ class Stack:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "ap-northeast-2"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "ap-northeast-2",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():

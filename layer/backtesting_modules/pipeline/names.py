@@ -133,7 +133,9 @@ class HandlerEnv:
                 inline_result_limit=int(env.get("INLINE_RESULT_LIMIT", "200000")),
             )
         except ValueError as exc:
-            raise ConfigurationError(f"MAX_RECEIVE_COUNT / INLINE_RESULT_LIMIT must be integers: {exc}") from exc
+            raise ConfigurationError(
+                f"MAX_RECEIVE_COUNT / INLINE_RESULT_LIMIT must be integers: {exc}"
+            ) from exc
 
     def to_environ(self) -> dict[str, str]:
         return {

@@ -57,7 +57,7 @@ def now_iso() -> str:
 def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, typed in item.items():
-        (kind, value), = typed.items()
+        ((kind, value),) = typed.items()
         if kind == "N":
             out[key] = float(value) if any(c in value for c in ".eE") else int(value)
         elif kind == "NULL":
@@ -72,21 +72,19 @@ def encode_bars(bars: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     index = pd.DatetimeIndex(bars.index).as_unit("ns")
     attrs = {k: v for k, v in bars.attrs.items() if isinstance(v, (str, int, float, bool))}
-    np.savez_compressed(
-        buffer,
-        timestamp=index.asi8,
-        **{c: bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")},
-        attrs=np.frombuffer(json.dumps(attrs).encode(), dtype=np.uint8),
-    )
+    arrays: dict[str, Any] = {
+        c: bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")
+    }
+    arrays["timestamp"] = index.asi8
+    arrays["attrs"] = np.frombuffer(json.dumps(attrs).encode(), dtype=np.uint8)
+    np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
 
 
 def decode_bars(body: bytes) -> pd.DataFrame:
     with np.load(io.BytesIO(body)) as data:
         index = pd.DatetimeIndex(pd.to_datetime(data["timestamp"], unit="ns", utc=True), name="timestamp")
-        frame = pd.DataFrame(
-            {c: data[c] for c in ("open", "high", "low", "close", "volume")}, index=index
-        )
+        frame = pd.DataFrame({c: data[c] for c in ("open", "high", "low", "close", "volume")}, index=index)
         frame.attrs.update(json.loads(bytes(data["attrs"]).decode()))
     return frame
 
@@ -151,7 +149,10 @@ class Store:
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         response = self._call(
-            "dynamodb", "get_item", TableName=self.table, ConsistentRead=True,
+            "dynamodb",
+            "get_item",
+            TableName=self.table,
+            ConsistentRead=True,
             Key={"PK": _s(names.batch_pk(batch_id)), "SK": _s(names.BATCH_SK)},
         )
         if "Item" not in response:
@@ -175,7 +176,9 @@ class Store:
                 ConditionExpression="#s = :running",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
-                    ":complete": _s("COMPLETE"), ":running": _s("RUNNING"), ":now": _s(now_iso()),
+                    ":complete": _s("COMPLETE"),
+                    ":running": _s("RUNNING"),
+                    ":now": _s(now_iso()),
                     ":key": _s(summary_key),
                 },
             )
@@ -192,10 +195,15 @@ class Store:
         expires = int(time.time()) + JOB_TTL_DAYS * 86400
         for job in jobs:
             item = {
-                "PK": _s(names.batch_pk(batch_id)), "SK": _s(names.job_sk(job["job_id"])),
-                "job_id": _s(job["job_id"]), "status": _s("PENDING"), "attempts": _n(0),
-                "strategy": _s(job["strategy"]), "symbols": _s(",".join(job["symbols"])),
-                "backtests": _n(int(job.get("backtests", 0))), "ttl": _n(expires),
+                "PK": _s(names.batch_pk(batch_id)),
+                "SK": _s(names.job_sk(job["job_id"])),
+                "job_id": _s(job["job_id"]),
+                "status": _s("PENDING"),
+                "attempts": _n(0),
+                "strategy": _s(job["strategy"]),
+                "symbols": _s(",".join(job["symbols"])),
+                "backtests": _n(int(job.get("backtests", 0))),
+                "ttl": _n(expires),
             }
             try:
                 self.clients.client("dynamodb").put_item(
@@ -215,8 +223,12 @@ class Store:
                 ConditionExpression="attribute_exists(SK) AND NOT #s IN (:ok, :failed)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
-                    ":running": _s("RUNNING"), ":w": _s(worker), ":now": _s(now_iso()), ":one": _n(1),
-                    ":ok": _s("SUCCEEDED"), ":failed": _s("FAILED"),
+                    ":running": _s("RUNNING"),
+                    ":w": _s(worker),
+                    ":now": _s(now_iso()),
+                    ":one": _n(1),
+                    ":ok": _s("SUCCEEDED"),
+                    ":failed": _s("FAILED"),
                 },
             )
         except ClientError as exc:
@@ -229,9 +241,13 @@ class Store:
         status = outcome["status"]
         counter = "succeeded" if status == "SUCCEEDED" else "failed"
         values = {
-            ":status": _s(status), ":ok": _s("SUCCEEDED"), ":failed": _s("FAILED"),
-            ":duration": _n(float(outcome.get("duration_s", 0.0))), ":now": _s(now_iso()),
-            ":error": _s(str(outcome.get("error") or "")), ":key": _s(str(outcome.get("result_key") or "")),
+            ":status": _s(status),
+            ":ok": _s("SUCCEEDED"),
+            ":failed": _s("FAILED"),
+            ":duration": _n(float(outcome.get("duration_s", 0.0))),
+            ":now": _s(now_iso()),
+            ":error": _s(str(outcome.get("error") or "")),
+            ":key": _s(str(outcome.get("result_key") or "")),
             ":best": _s(json.dumps(outcome.get("best"), allow_nan=False)),
         }
         job_update = {

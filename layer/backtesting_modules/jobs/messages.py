@@ -1,0 +1,408 @@
+"""Wire messages: versioned JSON for jobs, results and failures (see docs/messages.md).
+
+Owns the message shapes (`TypedDict`s and the JSON schemas `JOB_SCHEMA`, `RESULT_SCHEMA`, `FAILURE_SCHEMA`),
+their encoding and their strict decoding: a malformed body raises `MessageError` naming the field. Pure: a
+result too big to travel inline is returned as bytes for the caller to store under `result_key`; this module
+never writes it. Bars never travel in messages, only their storage keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypedDict
+
+from .planner import Job, result_key
+from .runner import JobResult, JobStatus, is_retryable
+from .spec import JobError, JobType, Priority
+
+MESSAGE_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+DEFAULT_INLINE_LIMIT = 200_000  # bytes; SQS allows 256 KB per message, the rest is headroom for attributes
+
+
+class MessageError(JobError, ValueError):
+    """A message body this worker cannot read: bad JSON, a missing or mistyped field, an unknown version."""
+
+
+class GridAxisWire(TypedDict):
+    name: str
+    values: list[int | float]
+
+
+class JobMessage(TypedDict):
+    version: int
+    kind: Literal["job"]
+    job_id: str
+    batch_id: str
+    job_type: str
+    strategy: str
+    symbols: list[str]
+    timeframe: str
+    data_keys: list[str]
+    grid: list[GridAxisWire]
+    fixed: dict[str, Any]
+    start: int
+    stop: int
+    config: dict[str, Any]
+    ranking_metric: str
+    priority: str
+    attempt: int
+
+
+class RowWire(TypedDict):
+    strategy: str
+    symbol: str
+    params: dict[str, Any]
+    metrics: dict[str, float | None]
+    extras: dict[str, Any]
+
+
+class ErrorInfo(TypedDict):
+    type: str
+    message: str
+    retryable: bool
+
+
+class ResultMessage(TypedDict):
+    version: int
+    kind: Literal["result"]
+    job_id: str
+    batch_id: str
+    status: str
+    backtests: int
+    engine_seconds: float
+    ranking_metric: str
+    best: RowWire | None
+    rows: list[RowWire] | None
+    result_key: str | None
+
+
+class FailureMessage(TypedDict):
+    version: int
+    kind: Literal["failure"]
+    job_id: str
+    batch_id: str
+    status: str
+    attempt: int
+    error: ErrorInfo
+
+
+# ------------------------------------------------------------------------------------------- schemas
+
+_STR: dict[str, Any] = {"type": "string", "minLength": 1}
+_INT0: dict[str, Any] = {"type": "integer", "minimum": 0}
+_ROW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["strategy", "symbol", "params", "metrics", "extras"],
+    "properties": {
+        "strategy": _STR,
+        "symbol": _STR,
+        "params": {"type": "object"},
+        "metrics": {"type": "object"},
+        "extras": {"type": "object"},
+    },
+}
+_HEADER: dict[str, Any] = {
+    "version": {"type": "integer", "enum": list(SUPPORTED_VERSIONS)},
+    "job_id": _STR,
+    "batch_id": _STR,
+}
+
+JOB_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "JobMessage",
+    "type": "object",
+    "additionalProperties": False,
+    "required": list(JobMessage.__annotations__),
+    "properties": {
+        **_HEADER,
+        "kind": {"type": "string", "enum": ["job"]},
+        "job_type": {"type": "string", "enum": [t.value for t in JobType]},
+        "strategy": _STR,
+        "symbols": {"type": "array", "items": _STR, "minItems": 1},
+        "timeframe": _STR,
+        "data_keys": {"type": "array", "items": _STR, "minItems": 1},
+        "grid": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "values"],
+                "properties": {
+                    "name": _STR,
+                    "values": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                },
+            },
+        },
+        "fixed": {"type": "object"},
+        "start": _INT0,
+        "stop": _INT0,
+        "config": {"type": "object"},
+        "ranking_metric": _STR,
+        "priority": {"type": "string", "enum": [p.value for p in Priority]},
+        "attempt": _INT0,
+    },
+}
+
+RESULT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "ResultMessage",
+    "type": "object",
+    "additionalProperties": False,
+    "required": list(ResultMessage.__annotations__),
+    "properties": {
+        **_HEADER,
+        "kind": {"type": "string", "enum": ["result"]},
+        "status": {"type": "string", "enum": [JobStatus.SUCCEEDED.value]},
+        "backtests": _INT0,
+        "engine_seconds": {"type": "number", "minimum": 0},
+        "ranking_metric": _STR,
+        "best": {"type": ["object", "null"], **{k: v for k, v in _ROW_SCHEMA.items() if k != "type"}},
+        "rows": {"type": ["array", "null"], "items": _ROW_SCHEMA},
+        "result_key": {"type": ["string", "null"]},
+    },
+}
+
+FAILURE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "FailureMessage",
+    "type": "object",
+    "additionalProperties": False,
+    "required": list(FailureMessage.__annotations__),
+    "properties": {
+        **_HEADER,
+        "kind": {"type": "string", "enum": ["failure"]},
+        "status": {"type": "string", "enum": [JobStatus.FAILED.value]},
+        "attempt": _INT0,
+        "error": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type", "message", "retryable"],
+            "properties": {"type": _STR, "message": {"type": "string"}, "retryable": {"type": "boolean"}},
+        },
+    },
+}
+
+
+# -------------------------------------------------------------------------------------------- jobs
+
+
+def job_message(job: Job) -> JobMessage:
+    return {
+        "version": MESSAGE_VERSION,
+        "kind": "job",
+        "job_id": job.job_id,
+        "batch_id": job.batch_id,
+        "job_type": job.job_type.value,
+        "strategy": job.strategy,
+        "symbols": list(job.symbols),
+        "timeframe": job.timeframe,
+        "data_keys": list(job.data_keys),
+        "grid": [{"name": name, "values": list(values)} for name, values in job.grid],
+        "fixed": dict(job.fixed),
+        "start": job.start,
+        "stop": job.stop,
+        "config": dict(job.config),
+        "ranking_metric": job.ranking_metric,
+        "priority": job.priority.value,
+        "attempt": job.attempt,
+    }
+
+
+def encode_job(job: Job) -> str:
+    return _dumps(job_message(job))
+
+
+def decode_job(body: str | bytes) -> Job:
+    """Parse and check a job message body; MessageError names the offending field."""
+    raw = _loads(body, JOB_SCHEMA)
+    if raw["stop"] <= raw["start"]:
+        raise MessageError(f"stop={raw['stop']} is not above start={raw['start']}: the job range is empty.")
+    if len(raw["data_keys"]) != len(raw["symbols"]):
+        raise MessageError("data_keys: expected one key per symbol; the planner writes them in symbol order.")
+    return Job(
+        job_id=raw["job_id"],
+        batch_id=raw["batch_id"],
+        job_type=JobType(raw["job_type"]),
+        strategy=raw["strategy"],
+        symbols=tuple(raw["symbols"]),
+        timeframe=raw["timeframe"],
+        data_keys=tuple(raw["data_keys"]),
+        grid=tuple((axis["name"], tuple(axis["values"])) for axis in raw["grid"]),
+        fixed=tuple(raw["fixed"].items()),
+        start=raw["start"],
+        stop=raw["stop"],
+        config=tuple(sorted(raw["config"].items())),
+        ranking_metric=raw["ranking_metric"],
+        priority=Priority(raw["priority"]),
+        attempt=raw["attempt"],
+    )
+
+
+# ----------------------------------------------------------------------------------------- results
+
+
+def result_message(result: JobResult) -> ResultMessage:
+    return {
+        "version": MESSAGE_VERSION,
+        "kind": "result",
+        "job_id": result.job_id,
+        "batch_id": result.batch_id,
+        "status": result.status.value,
+        "backtests": result.backtests,
+        "engine_seconds": result.engine_seconds,
+        "ranking_metric": result.ranking_metric,
+        "best": result.best,  # type: ignore[typeddict-item]
+        "rows": list(result.rows),  # type: ignore[arg-type]
+        "result_key": None,
+    }
+
+
+def encode_result(
+    result: JobResult, *, inline_limit: int = DEFAULT_INLINE_LIMIT
+) -> tuple[ResultMessage, bytes | None]:
+    """The result message, and the full body to store at `result_key` when the message would exceed
+    `inline_limit` bytes (then the message keeps `best` but its `rows` are None)."""
+    message = result_message(result)
+    body = _dumps(message).encode("utf-8")
+    if len(body) <= inline_limit:
+        return message, None
+    pointer: ResultMessage = {
+        **message,
+        "rows": None,
+        "result_key": result_key(result.batch_id, result.job_id),
+    }
+    return pointer, body
+
+
+def decode_result(body: str | bytes) -> ResultMessage:
+    """Parse and check a result message (or a stored full result body)."""
+    raw = _loads(body, RESULT_SCHEMA)
+    if raw["rows"] is None and raw["result_key"] is None:
+        raise MessageError(
+            "rows: null without a result_key; a result carries its rows or the key of their body."
+        )
+    return raw  # type: ignore[return-value]
+
+
+def failure_message(job: Job, exc: BaseException) -> FailureMessage:
+    """The failed-result message of `job` for `exc`, with its retry classification."""
+    return {
+        "version": MESSAGE_VERSION,
+        "kind": "failure",
+        "job_id": job.job_id,
+        "batch_id": job.batch_id,
+        "status": JobStatus.FAILED.value,
+        "attempt": job.attempt,
+        "error": {"type": type(exc).__name__, "message": str(exc), "retryable": is_retryable(exc)},
+    }
+
+
+def encode_failure(job: Job, exc: BaseException) -> str:
+    return _dumps(failure_message(job, exc))
+
+
+def decode_failure(body: str | bytes) -> FailureMessage:
+    return _loads(body, FAILURE_SCHEMA)  # type: ignore[return-value]
+
+
+def message_kind(body: str | bytes) -> str:
+    """'job', 'result' or 'failure': which decoder a body needs (results and failures share a queue)."""
+    raw = _json(body)
+    kind = raw.get("kind")
+    if kind not in ("job", "result", "failure"):
+        raise MessageError(f"kind: {kind!r} is not one of 'job', 'result', 'failure'.")
+    return str(kind)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _dumps(message: Any) -> str:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)
+
+
+def _json(body: str | bytes) -> dict[str, Any]:
+    try:
+        raw = json.loads(body)
+    except (ValueError, TypeError) as exc:
+        raise MessageError(
+            f"body is not valid JSON ({exc}); the sender must send json.dumps output."
+        ) from exc
+    if not isinstance(raw, dict):
+        raise MessageError(f"body is a JSON {type(raw).__name__}, expected an object.")
+    return raw
+
+
+def _loads(body: str | bytes, schema: dict[str, Any]) -> dict[str, Any]:
+    raw = _json(body)
+    version = raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MessageError(
+            f"version: missing or not an integer ({version!r}); every message carries version 1."
+        )
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+        raise MessageError(
+            f"message version {version} is not supported by this worker (supports {supported}): "
+            "deploy the matching layer."
+        )
+    check_schema(raw, schema, "")
+    return raw
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def check_schema(value: Any, schema: dict[str, Any], path: str) -> None:
+    """Check `value` against the subset of JSON Schema our schemas use; MessageError names the field."""
+    where = path or "body"
+    kinds = schema.get("type")
+    if kinds is not None:
+        names = [kinds] if isinstance(kinds, str) else list(kinds)
+        if not any(_is_type(value, n) for n in names):
+            raise MessageError(
+                f"{where}: expected {' or '.join(names)}, got {type(value).__name__} ({value!r:.60})."
+            )
+    if "enum" in schema and value not in schema["enum"]:
+        raise MessageError(f"{where}: {value!r} is not one of {schema['enum']}.")
+    if isinstance(value, str) and len(value) < schema.get("minLength", 0):
+        raise MessageError(f"{where}: must not be empty.")
+    if _is_type(value, "number") and value < schema.get("minimum", value):
+        raise MessageError(f"{where}: {value!r} is below the minimum {schema['minimum']}.")
+    if isinstance(value, dict):
+        _check_object(value, schema, path)
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise MessageError(f"{where}: needs at least {schema['minItems']} item(s).")
+        for i, item in enumerate(value):
+            check_schema(item, schema.get("items", {}), f"{path}[{i}]")
+
+
+def _check_object(value: dict[str, Any], schema: dict[str, Any], path: str) -> None:
+    prefix = f"{path}." if path else ""
+    for key in schema.get("required", []):
+        if key not in value:
+            raise MessageError(f"{prefix}{key}: missing; the message must carry it (see docs/messages.md).")
+    properties = schema.get("properties", {})
+    if schema.get("additionalProperties") is False:
+        extra = sorted(set(value) - set(properties))
+        if extra:
+            raise MessageError(f"{prefix}{extra[0]}: unknown field; this worker reads version 1 fields only.")
+    for key, sub in properties.items():
+        if key in value:
+            check_schema(value[key], sub, f"{prefix}{key}")
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _TYPES[name])

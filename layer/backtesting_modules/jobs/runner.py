@@ -1,0 +1,265 @@
+"""`run_job(job, bars) -> JobResult`: one job run with the engine, pure (no I/O, no clock but a timer).
+
+Owns the job's result record, the classification of failures (deterministic ones are not retried) and the
+mapping of a job's cartesian grid range onto engine calls. A range ``[start, stop)`` of the grid's product is
+split into at most 2 × axes sub-grids (a mixed-radix range is a union of boxes), each run with `run_sweep`;
+so a job's rows are exactly the `run_sweep` rows of those combinations, in sweep order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..backtest import run_backtest, run_sweep
+from ..config import StrategyConfig
+from ..errors import BacktestError
+from ..metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from ..portfolio import run_portfolio_backtest
+from ..strategies import Strategy, get_strategy
+from ..timezone import SessionGate, TimezoneBacktester
+from .planner import PORTFOLIO_SYMBOL, Job
+from .spec import GridAxes, JobError, JobType, combo_table
+
+Row = dict[str, Any]
+_HOUR_FIELDS = ("trades", "win_rate", "avg_return", "total_pnl", "profit_factor", "kelly_fraction")
+
+
+class JobStatus(Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class JobFailed(JobError):
+    """A job that cannot succeed as given (unknown strategy, missing or bad data): retrying will not help."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """False for deterministic failures (bad job, bad data, engine validation); True for everything else.
+
+    An error carrying a `retryable` attribute decides for itself; any other engine error (`BacktestError`)
+    is deterministic; anything unexpected (network, memory, timeouts, bugs) is worth another attempt and
+    ends in the DLQ if it keeps failing.
+    """
+    flag = getattr(exc, "retryable", None)
+    if isinstance(flag, bool):
+        return flag
+    return not isinstance(exc, BacktestError)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of a job: one row per backtest (JSON-ready: NaN and inf are None) and the best row."""
+
+    job_id: str
+    batch_id: str
+    status: JobStatus
+    rows: tuple[Row, ...]
+    backtests: int
+    engine_seconds: float
+    ranking_metric: str
+    best: Row | None
+
+
+def run_job(job: Job, bars: Mapping[str, pd.DataFrame]) -> JobResult:
+    """Run `job` on `bars` ({symbol: frame}); deterministic failures raise `JobFailed` (not retryable)."""
+    frames = _job_bars(job, bars)
+    started = time.perf_counter()
+    try:
+        strategy = get_strategy(job.strategy)
+        config = StrategyConfig(**job.config_overrides())
+        rows = _dispatch(job, strategy, config, frames)
+    except JobFailed:
+        raise
+    except (BacktestError, TypeError) as exc:
+        raise JobFailed(f"job {job.job_id} ({job.strategy} on {', '.join(job.symbols)}): {exc}") from exc
+    elapsed = time.perf_counter() - started
+    return JobResult(
+        job_id=job.job_id,
+        batch_id=job.batch_id,
+        status=JobStatus.SUCCEEDED,
+        rows=tuple(rows),
+        backtests=_count_backtests(job, rows),
+        engine_seconds=elapsed,
+        ranking_metric=job.ranking_metric,
+        best=best_row(rows, job.ranking_metric),
+    )
+
+
+def best_row(rows: list[Row] | tuple[Row, ...], metric: str) -> Row | None:
+    """The row with the best `metric` (direction from HIGHER_IS_BETTER); rows without a value come last."""
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    scored = [r for r in rows if r["metrics"].get(metric) is not None]
+    if not scored:
+        return rows[0] if rows else None
+    return (
+        max(scored, key=lambda r: r["metrics"][metric])
+        if higher
+        else min(scored, key=lambda r: r["metrics"][metric])
+    )
+
+
+def _count_backtests(job: Job, rows: list[Row]) -> int:
+    if job.job_type is JobType.PERFORMANCE_COMPARISON:
+        return len(rows) // 2  # the ungated and gated rows of one parameter set count as one backtest
+    return len(rows)
+
+
+def _job_bars(job: Job, bars: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    missing = [s for s in job.symbols if s not in bars]
+    if missing:
+        raise JobFailed(
+            f"job {job.job_id}: no bars for {missing} (data keys {list(job.data_keys)}); upload the bars for "
+            "these symbols before submitting the batch."
+        )
+    return {s: bars[s] for s in job.symbols}
+
+
+def _dispatch(
+    job: Job, strategy: Strategy, config: StrategyConfig, frames: dict[str, pd.DataFrame]
+) -> list[Row]:
+    params_list = list(_param_sets(job, strategy))
+    if job.job_type is JobType.PARAMETER_OPTIMIZATION:
+        (symbol,) = job.symbols
+        return _sweep_rows(job, frames[symbol], config, symbol)
+    if job.job_type is JobType.MULTI_STRATEGY:
+        return [
+            _row(
+                job.strategy, PORTFOLIO_SYMBOL, p, run_portfolio_backtest(frames, strategy, p, config).metrics
+            )
+            for p in params_list
+        ]
+    (symbol,) = job.symbols
+    frame = frames[symbol]
+    if job.job_type is JobType.SINGLE_STRATEGY:
+        return [
+            _row(job.strategy, symbol, p, run_backtest(frame, strategy, p, config).metrics)
+            for p in params_list
+        ]
+    tester = TimezoneBacktester(config, gate=SessionGate.makenaide())
+    rows: list[Row] = []
+    for params in params_list:
+        if job.job_type is JobType.TIMEZONE_ANALYSIS:
+            outcome = tester.run(frame, job.strategy, params)
+            rows.append(_row(job.strategy, symbol, params, outcome.result.metrics, _hour_summary(outcome)))
+        else:
+            plain, gated, _ = tester.compare(frame, job.strategy, params)
+            rows.append(_row(job.strategy, symbol, params, plain.metrics, {"variant": "ungated"}))
+            rows.append(_row(job.strategy, symbol, params, gated.result.metrics, {"variant": "gated"}))
+    return rows
+
+
+def _param_sets(job: Job, strategy: Strategy) -> Iterator[dict[str, Any]]:
+    """The valid parameter sets of the job's range, in sweep order (only the grid and fixed parameters)."""
+    table, valid = combo_table(strategy, job.grid, job.fixed_params(), job.start, job.stop)
+    names = [name for name, _ in job.grid] + [n for n in job.fixed_params() if n not in dict(job.grid)]
+    for i in np.flatnonzero(valid):
+        yield {n: table[n][i].item() for n in names}
+
+
+def _sweep_rows(job: Job, frame: pd.DataFrame, config: StrategyConfig, symbol: str) -> list[Row]:
+    rows: list[Row] = []
+    fixed = job.fixed_params()
+    for box in compute_boxes(job.grid, job.start, job.stop):
+        sweep = run_sweep(frame, job.strategy, box, config, fixed=fixed)
+        rows.extend(sweep_rows(sweep, job.strategy, symbol, list(box) + list(fixed)))
+    return rows
+
+
+def sweep_rows(sweep: pd.DataFrame, strategy: str, symbol: str, param_names: list[str]) -> list[Row]:
+    """`run_sweep` output as job rows (parameters as given in the job, metrics JSON-ready)."""
+    metric_names = [m for m in METRIC_NAMES if m in sweep.columns]
+    params: list[dict[str, Any]] = sweep[param_names].to_dict("records")  # type: ignore[assignment]
+    metrics: list[dict[str, Any]] = sweep[metric_names].to_dict("records")  # type: ignore[assignment]
+    return [_row(strategy, symbol, p, m) for p, m in zip(params, metrics, strict=True)]
+
+
+def compute_boxes(grid: GridAxes, start: int, stop: int) -> list[dict[str, list[Any]]]:
+    """Sub-grids whose products, concatenated in order, enumerate cartesian indices [start, stop) exactly."""
+    if not grid:
+        return [{}] if start == 0 and stop >= 1 else []
+    boxes: list[dict[str, list[Any]]] = []
+    _boxes(grid, 0, [], start, stop, boxes)
+    return boxes
+
+
+def _boxes(
+    grid: GridAxes, axis: int, prefix: list[Any], lo: int, hi: int, out: list[dict[str, list[Any]]]
+) -> None:
+    if lo >= hi:
+        return
+    name, values = grid[axis]
+    inner = math.prod(len(v) for _, v in grid[axis + 1 :])
+
+    def emit(first: int, last: int) -> None:  # values[first:last] on this axis, every value after it
+        picked = [*prefix, (name, list(values[first:last]))]
+        out.append({**dict(picked), **{n: list(v) for n, v in grid[axis + 1 :]}})
+
+    first, last = lo // inner, (hi - 1) // inner
+    if first == last and (lo % inner or hi - first * inner < inner):
+        _boxes(
+            grid, axis + 1, [*prefix, (name, [values[first]])], lo - first * inner, hi - first * inner, out
+        )
+        return
+    full_from = first
+    if lo % inner:
+        _boxes(grid, axis + 1, [*prefix, (name, [values[first]])], lo - first * inner, inner, out)
+        full_from = first + 1
+    full_to = last + 1 if hi % inner == 0 else last
+    if full_from < full_to:
+        emit(full_from, full_to)
+    if hi % inner:
+        _boxes(grid, axis + 1, [*prefix, (name, [values[last]])], 0, hi - last * inner, out)
+
+
+def _hour_summary(outcome: Any) -> dict[str, Any]:
+    analysis = outcome.trade_analysis
+    hours = [
+        {"hour": int(hour), **{f: _clean(row[f]) for f in _HOUR_FIELDS}}
+        for hour, row in analysis.by_hour_local.iterrows()
+    ]
+    return {
+        "zone": analysis.zone,
+        "by_hour_local": hours,
+        "activity_correlation": _clean(analysis.activity_correlation),
+    }
+
+
+def _row(
+    strategy: str,
+    symbol: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    extras: Mapping[str, Any] | None = None,
+) -> Row:
+    return {
+        "strategy": strategy,
+        "symbol": symbol,
+        "params": {k: _clean(v) for k, v in params.items()},
+        "metrics": {k: _clean(v) for k, v in metrics.items()},
+        "extras": dict(extras or {}),
+    }
+
+
+def _clean(value: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, NaN and ±inf as None."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

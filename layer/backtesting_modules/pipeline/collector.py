@@ -1,0 +1,174 @@
+"""What the result collector does with one result (or failure) message.
+
+Store the result body in S3 (same key, same bytes: a redelivery rewrites nothing new), record the job's
+outcome and count it toward its batch in one conditional transaction (a duplicate counts nothing), then, once
+every job is counted, write the batch summary and flip the batch to COMPLETE — the summary is written before
+the flip, so a collector that dies in between leaves a batch the next message (or a resume) completes.
+Metrics are published by the invocation whose write counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..jobs.messages import decode_failure, decode_result, message_kind
+from ..jobs.planner import result_key
+from ..metrics import HIGHER_IS_BETTER
+from . import names
+from .clients import ClientFactory
+from .names import HandlerEnv
+from .store import Store, now_iso
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Collector:
+    clients: ClientFactory
+    env: HandlerEnv
+
+    @property
+    def store(self) -> Store:
+        return Store(self.clients, self.env.table, self.env.bucket)
+
+    def process(self, record: Mapping[str, Any]) -> None:
+        body = record["body"]
+        kind = message_kind(body)
+        if kind == "result":
+            batch_id, job_id, outcome = self._result_outcome(body)
+        elif kind == "failure":
+            failure = decode_failure(body)
+            batch_id, job_id = failure["batch_id"], failure["job_id"]
+            error = failure["error"]
+            outcome = {"status": "FAILED", "backtests": 0, "error": f"{error['type']}: {error['message']}"}
+        else:
+            raise ValueError(
+                f"a {kind!r} message on the result queue: only results and failures belong there"
+            )
+        if self.store.record_outcome(batch_id, job_id, outcome):
+            self._publish_job(outcome)
+        else:
+            logger.info("duplicate result for job %s (already counted)", job_id)
+        if self.store.is_counted(batch_id):
+            self.complete(batch_id)
+
+    def _result_outcome(self, body: str) -> tuple[str, str, dict[str, Any]]:
+        message = decode_result(body)
+        key = message["result_key"] or result_key(message["batch_id"], message["job_id"])
+        if message["rows"] is not None:
+            self.store.put_bytes(
+                key, body.encode("utf-8") if isinstance(body, str) else body, "application/json"
+            )
+        outcome = {
+            "status": "SUCCEEDED",
+            "backtests": message["backtests"],
+            "duration_s": message["engine_seconds"],
+            "result_key": key,
+            "best": message["best"],
+        }
+        return message["batch_id"], message["job_id"], outcome
+
+    def complete(self, batch_id: str) -> bool:
+        """Write the summary and flip the batch to COMPLETE; True for the invocation that flipped it."""
+        batch = self.store.get_batch(batch_id)
+        if batch.get("status") == "COMPLETE":
+            return False
+        created = datetime.fromisoformat(str(batch["created_at"]))
+        key = names.summary_key(batch_id, created)
+        self.store.put_json(key, self.summarize(batch))
+        if not self.store.try_complete(batch_id, key):
+            return False
+        duration = (datetime.fromisoformat(now_iso()) - created).total_seconds()
+        self._put_metrics([("BatchDuration", duration, "Seconds"), ("BatchesCompleted", 1, "Count")])
+        return True
+
+    def summarize(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Counts, the top N by the ranking metric, per-strategy and per-symbol aggregates, failures."""
+        batch_id = str(batch["batch_id"])
+        metric = str(batch.get("ranking_metric", "sharpe"))
+        top_n = int(batch.get("top_n", 20))
+        jobs = self.store.list_jobs(batch_id)
+        rows: list[dict[str, Any]] = []
+        for job in jobs:
+            if job.get("status") == "SUCCEEDED" and job.get("result_key"):
+                stored = decode_result(self.store.get_bytes(str(job["result_key"])))
+                rows += [dict(r) for r in stored["rows"] or []]
+        failures = [
+            {
+                "job_id": j["job_id"],
+                "strategy": j.get("strategy"),
+                "symbol": j.get("symbols"),
+                "attempts": j.get("attempts"),
+                "error": j.get("error"),
+            }
+            for j in jobs
+            if j.get("status") == "FAILED"
+        ]
+        higher = HIGHER_IS_BETTER.get(metric, True)
+        ranked = sorted(
+            (r for r in rows if r["metrics"].get(metric) is not None),
+            key=lambda r: r["metrics"][metric],
+            reverse=higher,
+        )
+        return {
+            "version": 1,
+            "batch_id": batch_id,
+            "name": batch.get("name"),
+            "spec": json.loads(str(batch.get("spec") or "{}")),
+            "created_at": batch.get("created_at"),
+            "summarized_at": now_iso(),
+            "jobs": {
+                "total": int(batch["total_jobs"]),
+                "succeeded": int(batch["succeeded"]),
+                "failed": int(batch["failed"]),
+            },
+            "backtests": int(batch["backtests"]),
+            "ranking": {"metric": metric, "higher_is_better": higher, "top": ranked[:top_n]},
+            "by_strategy": _aggregate(rows, "strategy", metric, higher),
+            "by_symbol": _aggregate(rows, "symbol", metric, higher),
+            "failures": failures,
+        }
+
+    def _publish_job(self, outcome: Mapping[str, Any]) -> None:
+        ok = outcome["status"] == "SUCCEEDED"
+        data: list[tuple[str, float, str]] = [
+            ("JobsSucceeded" if ok else "JobsFailed", 1.0, "Count"),
+            ("BacktestsRun", float(outcome.get("backtests", 0)), "Count"),
+        ]
+        if ok:
+            data.append(("JobDuration", float(outcome.get("duration_s", 0.0)), "Seconds"))
+        self._put_metrics(data)
+
+    def _put_metrics(self, data: list[tuple[str, float, str]]) -> None:
+        self.clients.client("cloudwatch").put_metric_data(
+            Namespace=self.env.metric_namespace,
+            MetricData=[{"MetricName": n, "Value": float(v), "Unit": u} for n, v, u in data],
+        )
+
+
+def _aggregate(rows: list[dict[str, Any]], key: str, metric: str, higher: bool) -> list[dict[str, Any]]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row[key]] += 1
+        value = row["metrics"].get(metric)
+        if value is not None:
+            groups[row[key]].append(float(value))
+    out = []
+    for name in sorted(counts):
+        values = sorted(groups[name])
+        out.append(
+            {
+                key: name,
+                "backtests": counts[name],
+                f"best_{metric}": (max(values) if higher else min(values)) if values else None,
+                f"median_{metric}": values[len(values) // 2] if values else None,
+            }
+        )
+    return out

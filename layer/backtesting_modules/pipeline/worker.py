@@ -1,0 +1,138 @@
+"""What the worker does with one job message; the Lambda handler only wires it up.
+
+- a deterministic failure (malformed message, unknown strategy, bars missing in S3) is reported as a FAILED
+  result once, and the message goes straight to the DLQ: retrying cannot help;
+- any other failure raises, so the record is listed in `batchItemFailures` and SQS redelivers it; on the
+  last allowed receive the worker also reports it FAILED (so the batch still completes) before the redrive
+  policy moves it to the DLQ;
+- a result that cannot be sent raises too: nothing is lost, the job runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..jobs.messages import MESSAGE_VERSION, MessageError, decode_job, encode_failure, encode_result
+from ..jobs.planner import Job
+from ..jobs.runner import is_retryable, run_job
+from .clients import ClientFactory
+from .names import HandlerEnv
+from .store import Store, StoreError
+
+logger = logging.getLogger(__name__)
+BARS_CACHE_SIZE = 64
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether trying the job again can succeed: storage and network faults yes, bad input no."""
+    if isinstance(exc, StoreError):
+        return exc.retryable
+    if isinstance(exc, (ClientError, BotoCoreError, OSError)):
+        return True
+    return is_retryable(exc)
+
+
+@dataclass
+class Worker:
+    clients: ClientFactory
+    env: HandlerEnv
+    dead_letter_queue_url: str | None = None
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # Bars keys are content-addressed (immutable), so a container keeps them for its whole life.
+    _bars: OrderedDict[str, pd.DataFrame] = field(default_factory=OrderedDict)
+
+    @property
+    def store(self) -> Store:
+        return Store(self.clients, self.env.table, self.env.bucket)
+
+    def process(self, record: dict[str, Any]) -> None:
+        """Handle one SQS record; raises when the record should be retried."""
+        body = record["body"]
+        receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            job = replace(decode_job(body), attempt=receives)
+        except MessageError as exc:
+            self._poison(body, exc)
+            return
+        try:
+            self._run(job)
+        except Exception as exc:
+            if not retryable(exc):
+                logger.warning("job %s failed for good: %s", job.job_id, exc)
+                self._send(encode_failure(job, exc))
+                self._to_dead_letters(body, exc)
+                return
+            if receives >= self.env.max_receive_count:
+                logger.error("job %s failed on its last attempt (%d): %s", job.job_id, receives, exc)
+                gave_up = RuntimeError(f"gave up after {receives} attempts: {type(exc).__name__}: {exc}")
+                self._send(encode_failure(job, gave_up))
+            raise
+
+    def _run(self, job: Job) -> None:
+        self.store.mark_running(job.batch_id, job.job_id, self.worker_id)
+        bars = {symbol: self._load_bars(key) for symbol, key in zip(job.symbols, job.data_keys, strict=True)}
+        result = run_job(job, bars)
+        message, body = encode_result(result, inline_limit=self.env.inline_result_limit)
+        if body is not None and message["result_key"] is not None:
+            self.store.put_bytes(message["result_key"], body, "application/json")
+        self._send(json.dumps(message, allow_nan=False))
+
+    def _load_bars(self, key: str) -> pd.DataFrame:
+        if key in self._bars:
+            self._bars.move_to_end(key)
+            return self._bars[key]
+        frame = self.store.load_bars(key)
+        self._bars[key] = frame
+        if len(self._bars) > BARS_CACHE_SIZE:
+            self._bars.popitem(last=False)
+        return frame
+
+    def _send(self, body: str) -> None:
+        try:
+            self.clients.client("sqs").send_message(QueueUrl=self.env.result_queue_url, MessageBody=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"sending to the result queue failed: {exc}") from exc
+
+    def _to_dead_letters(self, body: str, exc: BaseException) -> None:
+        if not self.dead_letter_queue_url:
+            return
+        self.clients.client("sqs").send_message(
+            QueueUrl=self.dead_letter_queue_url,
+            MessageBody=body,
+            MessageAttributes={
+                "error": {"DataType": "String", "StringValue": f"{type(exc).__name__}: {exc}"[:1000]}
+            },
+        )
+
+    def _poison(self, body: str, exc: MessageError) -> None:
+        """A body that is not a valid job: report it against its batch when its ids can be read."""
+        logger.warning("malformed job message: %s", exc)
+        try:
+            raw = json.loads(body)
+        except ValueError:
+            raw = None
+        if (
+            isinstance(raw, dict)
+            and isinstance(raw.get("batch_id"), str)
+            and isinstance(raw.get("job_id"), str)
+        ):
+            failure = {
+                "version": MESSAGE_VERSION,
+                "kind": "failure",
+                "job_id": raw["job_id"],
+                "batch_id": raw["batch_id"],
+                "status": "FAILED",
+                "attempt": 1,
+                "error": {"type": type(exc).__name__, "message": str(exc), "retryable": False},
+            }
+            self._send(json.dumps(failure))
+        self._to_dead_letters(body, exc)

@@ -1,0 +1,220 @@
+"""Run a backtest batch: on the embedded default (an AWS emulator on 127.0.0.1 with local worker processes)
+or on the deployed AWS stack.
+
+    python scripts/run_batch.py batches/demo.yaml                 # local, 2 workers
+    python scripts/run_batch.py batches/demo.yaml --workers 4 --json
+    python scripts/run_batch.py batches/demo.yaml --target aws    # the deployed stack (credentials needed)
+
+Exit status: 0 when every job succeeded, 1 when the batch completed with failed jobs (listed in the report),
+2 for spec or usage errors (nothing is submitted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from opslib.batch import Submitter, eprint, fetch_summary, progress_line, write_reports
+from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
+from opslib.resources import ensure_stack
+from opslib.stack import StackConfig, load_stack
+
+from backtesting_modules.errors import BacktestError
+from backtesting_modules.jobs.planner import batch_id as compute_batch_id
+from backtesting_modules.jobs.planner import plan_jobs
+from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, load_spec
+from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
+from backtesting_modules.pipeline.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Run a backtest batch (see batches/ for specs).")
+    parser.add_argument("spec", help="batch spec (YAML)")
+    parser.add_argument("--target", choices=["local", "aws"], default="local", help="default: local")
+    parser.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--resume", metavar="BATCH_ID", help="submit only the jobs of BATCH_ID without a result"
+    )
+    parser.add_argument("--rerun", action="store_true", help="a new batch id even if this spec ran before")
+    parser.add_argument("--environment", help="stack environment from config/stack.yaml (e.g. dev)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=60,
+        help="local queues: seconds before an unfinished message returns (default 60)",
+    )
+    parser.add_argument("--reports", default=str(ROOT / "reports"), help="report folder (default reports/)")
+    return parser
+
+
+def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> dict[str, Any]:
+    started = time.monotonic()
+    emulator = Emulator().start() if args.target == "local" else None
+    group = ProcessGroup()
+    try:
+        if emulator is not None:
+            os.environ.update(emulator.environ())
+            clients = ClientFactory(endpoint_url=emulator.endpoint_url, region=stack.region)
+            names = stack.names()
+            urls = ensure_stack(clients, stack, names, visibility_timeout_s=args.visibility_timeout)
+        else:
+            clients = ClientFactory.from_environ()
+            account = clients.client("sts").get_caller_identity()["Account"]
+            names = stack.names(account_id=account)
+            urls = _deployed_queue_urls(clients, names)
+        submitter = Submitter(clients, names, urls)
+        n_bars = submitter.upload_bars(spec)
+        batch = args.resume or compute_batch_id(spec, salt=str(time.time_ns()) if args.rerun else "")
+        jobs = plan_jobs(spec, batch, bars=n_bars)
+        submitter.register(spec, batch, jobs)
+        if emulator is not None:
+            _start_pollers(group, emulator, stack, names, urls, args.workers)
+        store = Store(clients, names.table, names.bucket)
+        batch_record = _follow(submitter, store, batch, jobs, args, started, group)
+        summary = fetch_summary(store, batch_record)
+    finally:
+        group.stop()
+        if emulator is not None:
+            emulator.stop()
+    conditions = [
+        ("spec", args.spec),
+        ("target", args.target),
+        ("workers", str(args.workers if emulator else "Lambda")),
+        ("data", f"{spec.data.source.value} ({', '.join(spec.symbols)}, {spec.data.timeframe})"),
+        ("jobs", f"{summary['jobs']['succeeded']} succeeded, {summary['jobs']['failed']} failed"),
+    ]
+    report = write_reports(summary, Path(args.reports) / batch, conditions)
+    return {
+        "batch_id": batch,
+        "jobs_total": summary["jobs"]["total"],
+        "jobs_succeeded": summary["jobs"]["succeeded"],
+        "jobs_failed": summary["jobs"]["failed"],
+        "backtests": summary["backtests"],
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "report": str(report),
+    }
+
+
+def _start_pollers(
+    group: ProcessGroup,
+    emulator: Emulator,
+    stack: StackConfig,
+    names: StackNames,
+    urls: dict[str, str],
+    workers: int,
+) -> None:
+    env = HandlerEnv(
+        table=names.table,
+        bucket=names.bucket,
+        result_queue_url=urls[names.result_queue],
+        max_receive_count=stack.queues.max_receive_count,
+        metric_namespace=stack.metric_namespace,
+        inline_result_limit=stack.inline_limit_bytes,
+    ).to_environ()
+    environ = {**emulator.environ(), **env, "DEAD_LETTER_QUEUE_URL": urls[names.dead_letter_queue]}
+    job_queues = (urls[names.priority_queue], urls[names.job_queue])
+    group.start(PollerSpec("worker", job_queues, environ, batch_size=1, wait_s=1), count=workers)
+    group.start(PollerSpec("collector", (urls[names.result_queue],), environ, batch_size=10, wait_s=1))
+
+
+def _follow(
+    submitter: Submitter,
+    store: Store,
+    batch: str,
+    jobs: list[Any],
+    args: argparse.Namespace,
+    started: float,
+    group: ProcessGroup,
+) -> dict[str, Any]:
+    interactive = sys.stderr.isatty() and not args.json
+    deadline = started + args.timeout
+
+    def tick() -> bool:
+        if interactive:
+            eprint(progress_line(store.get_batch(batch), started), end="")
+        if group.processes and len(group.dead()) == len(group.processes):
+            raise ConfigurationError("every local worker process has exited; see the messages above.")
+        return time.monotonic() < deadline
+
+    if store.get_batch(batch)["status"] != "COMPLETE":
+        submitter.send_in_waves(submitter.pending(batch, jobs), depth=max(2, 2 * args.workers), on_tick=tick)
+        if not wait_until(
+            lambda: not tick() or store.get_batch(batch)["status"] == "COMPLETE",
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            every_s=0.3,
+        ):
+            raise ConfigurationError(
+                f"batch {batch} did not complete within {args.timeout:.0f} s; "
+                f"resume it with --resume {batch}."
+            )
+    record = store.get_batch(batch)
+    if record["status"] != "COMPLETE":
+        raise ConfigurationError(
+            f"batch {batch} did not complete within {args.timeout:.0f} s; resume it with --resume {batch}."
+        )
+    if interactive:
+        eprint(progress_line(record, started))
+    return record
+
+
+def _deployed_queue_urls(clients: ClientFactory, names: StackNames) -> dict[str, str]:
+    sqs = clients.client("sqs")
+    urls = {}
+    for name in (names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue):
+        try:
+            urls[name] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            raise ConfigurationError(
+                f"queue {name} not found: the stack is not deployed in this account/region; "
+                "deploy it with scripts/deploy_all.py (or use --target local)."
+            ) from exc
+    return urls
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.exit(2, f"{parser.prog}: error: --workers {args.workers}: at least 1.\n")
+    try:
+        spec = load_spec(args.spec)
+        stack = load_stack(environment=args.environment)
+    except (SpecError, ConfigurationError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if not args.json:
+        eprint(f"batch {spec.name}: {count_backtests(spec):,} backtests on {args.target}")
+    try:
+        outcome = run(args, spec, stack)
+    except NoCredentialsError:
+        parser.exit(
+            2,
+            f"{parser.prog}: error: no AWS credentials: configure them (aws configure, or OIDC in "
+            "GitHub Actions) or use --target local.\n",
+        )
+    except (BacktestError, ClientError, BotoCoreError) as exc:
+        parser.exit(2 if isinstance(exc, ConfigurationError) else 1, f"{parser.prog}: error: {exc}\n")
+    if args.json:
+        print(json.dumps(outcome))
+    else:
+        print(f"report: {outcome['report']}")
+        print(
+            f"{outcome['jobs_succeeded']}/{outcome['jobs_total']} jobs succeeded, {outcome['backtests']:,} "
+            f"backtests in {outcome['elapsed_s']:.1f} s"
+        )
+    return 0 if outcome["jobs_failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
