@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup backtest test lint typecheck pytest bench clean
+.PHONY: setup backtest sweep test lint typecheck pytest bench clean
 
 setup: $(STAMP)
 
@@ -16,9 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 backtest: setup
+	$(BIN)/python scripts/run_batch.py batches/demo.yaml --workers 2
+
+sweep: setup
 	$(BIN)/python scripts/backtest.py --synthetic 42 --symbol KRW-BTC --periods 8760 --freq 1h \
 		--strategy SMA_Crossover --grid fast=5:50:5 --grid slow=10:200:5 --rank sharpe --config filters=none \
-		--report reports/demo/report.md
+		--report reports/sweep/report.md
 
 lint: setup
 	$(BIN)/ruff check .

@@ -7,13 +7,42 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
 
 DEFAULT_REGION = "ap-northeast-2"  # Seoul, where Upbit's users are
+# Opt-in fault injection for reliability tests: "s3.GetObject=2,sqs.SendMessage=1" makes the first 2 (resp. 1)
+# such calls of this process fail with a connection error, as a flaky network would. Never set in production.
+FAULTS_ENV = "MAKENAIDE_INJECT_FAULTS"
+
+
+class FaultInjector:
+    """Fails the first N calls of chosen operations at the botocore boundary (before the request is sent)."""
+
+    def __init__(self, spec: str) -> None:
+        self.budget: Counter[str] = Counter()
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, _, count = part.partition("=")
+            self.budget[name.strip()] = int(count or 1)
+
+    def attach(self, client: Any, service: str) -> None:
+        for name in list(self.budget):
+            target_service, _, operation = name.partition(".")
+            if target_service == service:
+                client.meta.events.register(f"before-call.{service}.{operation}", self._hook(name))
+
+    def _hook(self, name: str) -> Any:
+        def fail(**_: Any) -> None:
+            if self.budget[name] > 0:
+                self.budget[name] -= 1
+                raise EndpointConnectionError(endpoint_url=f"injected fault ({name})")
+
+        return fail
 
 
 @dataclass(frozen=True)
@@ -21,6 +50,9 @@ class ClientFactory:
     endpoint_url: str | None = None
     region: str | None = None
     max_attempts: int = 5
+    faults: FaultInjector | None = field(
+        default_factory=lambda: FaultInjector(os.environ[FAULTS_ENV]) if os.environ.get(FAULTS_ENV) else None
+    )
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -40,4 +72,6 @@ class ClientFactory:
                 endpoint_url=self.endpoint_url,
                 config=config,
             )
+            if self.faults is not None:
+                self.faults.attach(self._cache[service], service)
         return self._cache[service]

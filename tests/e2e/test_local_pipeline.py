@@ -1,0 +1,237 @@
+"""End to end on the embedded default: a moto server on 127.0.0.1, worker and collector processes running
+the real handlers. Each test gets its own stack (queues, table, bucket) under a fresh prefix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from opslib.batch import Submitter, load_symbol_bars
+from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
+from opslib.resources import ensure_stack
+from opslib.stack import StackConfig, load_stack
+
+from backtesting_modules.jobs.messages import encode_job
+from backtesting_modules.jobs.planner import Job, batch_id, plan_jobs
+from backtesting_modules.jobs.runner import run_job
+from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
+from backtesting_modules.pipeline.clients import FAULTS_ENV, ClientFactory
+from backtesting_modules.pipeline.names import HandlerEnv, StackNames, bars_key
+from backtesting_modules.pipeline.store import Store
+
+SPEC = {
+    "name": "e2e",
+    "job_type": "PARAMETER_OPTIMIZATION",
+    "symbols": ["KRW-BTC", "KRW-ETH", "KRW-XRP"],
+    "data": {"source": "synthetic", "seed": 7, "periods": 3000, "freq": "1h"},
+    "config": {"filters": None, "min_volume": 0.0},
+    "strategies": [
+        {"name": "SMA_Crossover", "grid": {"fast": "5:25:5", "slow": "30:90:15"}},
+        {"name": "Donchian_Breakout", "grid": {"entry_period": "10:40:10", "exit_period": [5, 10]}},
+    ],
+    "ranking": {"metric": "sharpe", "top": 1000},
+}
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    server = Emulator().start()
+    saved = dict(os.environ)
+    os.environ.update(server.environ())
+    yield server
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@dataclass
+class LocalBatch:
+    """A batch on its own stack, driven step by step so tests can interfere with it."""
+
+    emulator: Emulator
+    config: StackConfig
+    names: StackNames
+    urls: dict[str, str]
+    clients: ClientFactory
+    spec: BatchSpec
+    batch: str
+    jobs: list[Job]
+    group: ProcessGroup
+
+    @property
+    def store(self) -> Store:
+        return Store(self.clients, self.names.table, self.names.bucket)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        env = HandlerEnv(
+            table=self.names.table,
+            bucket=self.names.bucket,
+            result_queue_url=self.urls[self.names.result_queue],
+            max_receive_count=self.config.queues.max_receive_count,
+            metric_namespace=self.config.metric_namespace,
+            inline_result_limit=2000,
+        ).to_environ()
+        return {
+            **self.emulator.environ(),
+            **env,
+            "DEAD_LETTER_QUEUE_URL": self.urls[self.names.dead_letter_queue],
+            **extra,
+        }
+
+    def start_workers(self, count: int, **extra: str) -> list[Any]:
+        queues = (self.urls[self.names.priority_queue], self.urls[self.names.job_queue])
+        return self.group.start(PollerSpec("worker", queues, self.environ(**extra)), count=count)
+
+    def start_collector(self, **extra: str) -> None:
+        spec = PollerSpec(
+            "collector", (self.urls[self.names.result_queue],), self.environ(**extra), batch_size=10
+        )
+        self.group.start(spec)
+
+    def send(self, jobs: list[Job], copies: int = 1) -> None:
+        sqs = self.clients.client("sqs")
+        for job in jobs:
+            for _ in range(copies):
+                sqs.send_message(QueueUrl=self.urls[self.names.job_queue], MessageBody=encode_job(job))
+
+    def wait_complete(self, timeout_s: float = 120.0) -> dict[str, Any]:
+        assert wait_until(lambda: self.store.get_batch(self.batch)["status"] == "COMPLETE", timeout_s), (
+            self.store.get_batch(self.batch)
+        )
+        return self.store.get_batch(self.batch)
+
+    def summary(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.store.get_json(str(self.store.get_batch(self.batch)["summary_key"]))
+        return result
+
+    def dead_letters(self) -> int:
+        attrs = self.clients.client("sqs").get_queue_attributes(
+            QueueUrl=self.urls[self.names.dead_letter_queue], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"])
+
+
+@pytest.fixture
+def local(emulator: Emulator) -> Iterator[LocalBatch]:
+    config = replace(load_stack(), prefix=f"e2e{next(_prefixes)}")
+    names = config.names()
+    clients = ClientFactory(endpoint_url=emulator.endpoint_url, region=config.region)
+    urls = ensure_stack(clients, config, names, visibility_timeout_s=3)
+    spec = parse_spec(SPEC)
+    submitter = Submitter(clients, names, urls)
+    submitter.upload_bars(spec)
+    batch = batch_id(spec, salt=config.prefix)
+    jobs = plan_jobs(spec, batch, bars=3000, target_seconds=0.02)
+    submitter.register(spec, batch, jobs)
+    run = LocalBatch(emulator, config, names, urls, clients, spec, batch, jobs, ProcessGroup())
+    yield run
+    run.group.stop()
+
+
+def rows_by_key(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        f"{r['strategy']}|{r['symbol']}|{json.dumps(r['params'], sort_keys=True)}": r["metrics"] for r in rows
+    }
+
+
+def sequential_rows(spec: BatchSpec, jobs: list[Job]) -> list[dict[str, Any]]:
+    bars = {s: load_symbol_bars(spec, s) for s in spec.symbols}
+    rows: list[dict[str, Any]] = []
+    for job in jobs:
+        rows += [dict(r) for r in run_job(job, {s: bars[s] for s in job.symbols}).rows]
+    return rows
+
+
+def test_batch_equals_the_same_jobs_run_sequentially(local: LocalBatch) -> None:
+    assert len(local.jobs) >= 6
+    local.start_workers(2)
+    local.start_collector()
+    local.send(local.jobs)
+    batch = local.wait_complete()
+    summary = local.summary()
+    expected = rows_by_key(sequential_rows(local.spec, local.jobs))
+    got = rows_by_key(summary["ranking"]["top"])
+    assert got == expected
+    assert (batch["succeeded"], batch["failed"], batch["backtests"]) == (len(local.jobs), 0, len(expected))
+    assert summary["backtests"] == len(expected) and summary["failures"] == []
+    assert local.dead_letters() == 0
+
+
+def test_every_message_delivered_twice_changes_no_count(local: LocalBatch) -> None:
+    local.start_workers(2)
+    local.start_collector()
+    local.send(local.jobs, copies=2)
+    batch = local.wait_complete()
+    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
+    expected = len(rows_by_key(sequential_rows(local.spec, local.jobs)))
+    assert batch["backtests"] == expected
+    time.sleep(2)  # let the second copies land too: the counts must not move
+    again = local.store.get_batch(local.batch)
+    assert (again["succeeded"], again["failed"], again["backtests"]) == (len(local.jobs), 0, expected)
+
+
+def test_retryable_faults_are_redelivered_and_succeed(local: LocalBatch) -> None:
+    # Each worker process fails its first two S3 reads: jobs fail, return after the visibility timeout,
+    # and succeed on a later attempt (maxReceiveCount 3 leaves room for it).
+    local.start_workers(2, **{FAULTS_ENV: "s3.GetObject=1"})
+    local.start_collector()
+    local.send(local.jobs)
+    batch = local.wait_complete()
+    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
+    attempts = [j["attempts"] for j in local.store.list_jobs(local.batch)]
+    assert max(attempts) >= 2  # at least one job really was redelivered
+    assert local.dead_letters() == 0
+
+
+def test_missing_bars_fail_once_and_go_to_the_dlq(local: LocalBatch) -> None:
+    missing = bars_key(data_hash(local.spec), "KRW-XRP")
+    local.clients.client("s3").delete_object(Bucket=local.names.bucket, Key=missing)
+    poisoned = [j for j in local.jobs if "KRW-XRP" in j.symbols]
+    local.start_workers(2)
+    local.start_collector()
+    local.send(local.jobs)
+    batch = local.wait_complete()
+    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs) - len(poisoned), len(poisoned))
+    failures = local.summary()["failures"]
+    assert len(failures) == len(poisoned)
+    assert all(missing in f["error"] and f["attempts"] == 1 for f in failures)
+    assert wait_until(lambda: local.dead_letters() == len(poisoned), 10)
+
+
+def test_a_job_that_always_fails_retryably_ends_failed_once_in_the_dlq(local: LocalBatch) -> None:
+    # Every S3 read fails in every worker: each job exhausts maxReceiveCount, is reported FAILED on its last
+    # attempt, and the redrive policy moves it to the DLQ.
+    jobs = local.jobs[:2]
+    local.start_workers(2, **{FAULTS_ENV: "s3.GetObject=1000"})
+    local.start_collector()
+    local.send(jobs)
+    assert wait_until(lambda: int(local.store.get_batch(local.batch)["failed"]) == 2, 60)
+    failed = [j for j in local.store.list_jobs(local.batch) if j["status"] == "FAILED"]
+    assert len(failed) == 2
+    assert all("gave up after 3 attempts" in j["error"] for j in failed)
+    assert wait_until(lambda: local.dead_letters() == 2, 30)  # moved on the receive after the last attempt
+
+
+def test_a_worker_killed_mid_batch_loses_nothing(local: LocalBatch) -> None:
+    victim, survivor = local.start_workers(2)
+    local.start_collector()
+    local.send(local.jobs)
+    assert wait_until(
+        lambda: any(
+            j["status"] == "RUNNING" or j["status"] == "SUCCEEDED" for j in local.store.list_jobs(local.batch)
+        ),
+        30,
+    )
+    os.kill(victim.pid, signal.SIGKILL)
+    batch = local.wait_complete()
+    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
+    assert survivor.is_alive() and not victim.is_alive()
