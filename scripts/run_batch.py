@@ -149,7 +149,9 @@ def _follow(
         return time.monotonic() < deadline
 
     if store.get_batch(batch)["status"] != "COMPLETE":
-        submitter.send_in_waves(submitter.pending(batch, jobs), depth=max(2, 2 * args.workers), on_tick=tick)
+        submitter.send_in_waves(
+            submitter.pending(batch, jobs), depth=max(2, 2 * args.workers), on_tick=tick, poll_s=0.5
+        )
         if not wait_until(
             lambda: not tick() or store.get_batch(batch)["status"] == "COMPLETE",
             timeout_s=max(0.0, deadline - time.monotonic()),

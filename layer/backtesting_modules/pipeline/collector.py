@@ -42,6 +42,9 @@ class Collector:
         kind = message_kind(body)
         if kind == "result":
             batch_id, job_id, outcome = self._result_outcome(body)
+            rows = outcome.pop("rows")
+            if rows is not None:  # inline rows; a big result's digest was written by its worker
+                self._store_digest(batch_id, job_id, rows)
         elif kind == "failure":
             failure = decode_failure(body)
             batch_id, job_id = failure["batch_id"], failure["job_id"]
@@ -65,7 +68,9 @@ class Collector:
             self.store.put_bytes(
                 key, body.encode("utf-8") if isinstance(body, str) else body, "application/json"
             )
+        rows = [dict(r) for r in message["rows"]] if message["rows"] is not None else None
         outcome = {
+            "rows": rows,
             "status": "SUCCEEDED",
             "backtests": message["backtests"],
             "duration_s": message["engine_seconds"],
@@ -73,6 +78,17 @@ class Collector:
             "best": message["best"],
         }
         return message["batch_id"], message["job_id"], outcome
+
+    def _store_digest(self, batch_id: str, job_id: str, rows: list[dict[str, Any]]) -> None:
+        """Top rows and mergeable aggregates of one job, written while the batch is still running, so the
+        summary at the end reads a few kilobytes per job instead of every row."""
+        batch = self.store.get_batch(batch_id)
+        metric = str(batch.get("ranking_metric", "sharpe"))
+        higher = HIGHER_IS_BETTER.get(metric, True)
+        self.store.put_json(
+            names.digest_key(batch_id, job_id),
+            compute_digest(rows, metric, higher, int(batch.get("top_n", 20))),
+        )
 
     def complete(self, batch_id: str) -> bool:
         """Write the summary and flip the batch to COMPLETE; True for the invocation that flipped it."""
@@ -94,11 +110,11 @@ class Collector:
         metric = str(batch.get("ranking_metric", "sharpe"))
         top_n = int(batch.get("top_n", 20))
         jobs = self.store.list_jobs(batch_id)
-        rows: list[dict[str, Any]] = []
-        for job in jobs:
-            if job.get("status") == "SUCCEEDED" and job.get("result_key"):
-                stored = decode_result(self.store.get_bytes(str(job["result_key"])))
-                rows += [dict(r) for r in stored["rows"] or []]
+        digests = [
+            self.store.get_json(names.digest_key(batch_id, str(j["job_id"])))
+            for j in jobs
+            if j.get("status") == "SUCCEEDED"
+        ]
         failures = [
             {
                 "job_id": j["job_id"],
@@ -111,11 +127,7 @@ class Collector:
             if j.get("status") == "FAILED"
         ]
         higher = HIGHER_IS_BETTER.get(metric, True)
-        ranked = sorted(
-            (r for r in rows if r["metrics"].get(metric) is not None),
-            key=lambda r: r["metrics"][metric],
-            reverse=higher,
-        )
+        ranked = _ranked([row for d in digests for row in d["top"]], metric, higher)
         return {
             "version": 1,
             "batch_id": batch_id,
@@ -130,8 +142,8 @@ class Collector:
             },
             "backtests": int(batch["backtests"]),
             "ranking": {"metric": metric, "higher_is_better": higher, "top": ranked[:top_n]},
-            "by_strategy": _aggregate(rows, "strategy", metric, higher),
-            "by_symbol": _aggregate(rows, "symbol", metric, higher),
+            "by_strategy": merge_groups(digests, "strategy", metric, higher),
+            "by_symbol": merge_groups(digests, "symbol", metric, higher),
             "failures": failures,
         }
 
@@ -152,23 +164,47 @@ class Collector:
         )
 
 
-def _aggregate(rows: list[dict[str, Any]], key: str, metric: str, higher: bool) -> list[dict[str, Any]]:
-    groups: dict[str, list[float]] = defaultdict(list)
-    counts: dict[str, int] = defaultdict(int)
+def _ranked(rows: list[dict[str, Any]], metric: str, higher: bool) -> list[dict[str, Any]]:
+    valid = [r for r in rows if r["metrics"].get(metric) is not None]
+    return sorted(valid, key=lambda r: r["metrics"][metric], reverse=higher)
+
+
+def compute_digest(rows: list[dict[str, Any]], metric: str, higher: bool, top: int) -> dict[str, Any]:
+    """The top `top` rows by `metric` and, per strategy and per symbol, count, best, sum and valid count
+    (all mergeable across jobs: a batch's mean is the sum of sums over the sum of valid counts)."""
+    groups: dict[str, dict[str, dict[str, Any]]] = {"strategy": {}, "symbol": {}}
     for row in rows:
-        counts[row[key]] += 1
         value = row["metrics"].get(metric)
-        if value is not None:
-            groups[row[key]].append(float(value))
-    out = []
-    for name in sorted(counts):
-        values = sorted(groups[name])
-        out.append(
-            {
-                key: name,
-                "backtests": counts[name],
-                f"best_{metric}": (max(values) if higher else min(values)) if values else None,
-                f"median_{metric}": values[len(values) // 2] if values else None,
-            }
-        )
-    return out
+        for key in ("strategy", "symbol"):
+            group = groups[key].setdefault(str(row[key]), {"count": 0, "valid": 0, "sum": 0.0, "best": None})
+            group["count"] += 1
+            if value is not None:
+                group["valid"] += 1
+                group["sum"] += float(value)
+                best = group["best"]
+                group["best"] = value if best is None or (value > best if higher else value < best) else best
+    return {"top": _ranked(rows, metric, higher)[:top], "groups": groups}
+
+
+def merge_groups(digests: list[dict[str, Any]], key: str, metric: str, higher: bool) -> list[dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"count": 0, "valid": 0, "sum": 0.0, "best": None}
+    )
+    for digest in digests:
+        for name, group in digest["groups"][key].items():
+            into = merged[name]
+            into["count"] += group["count"]
+            into["valid"] += group["valid"]
+            into["sum"] += group["sum"]
+            best, other = into["best"], group["best"]
+            if other is not None and (best is None or (other > best if higher else other < best)):
+                into["best"] = other
+    return [
+        {
+            key: name,
+            "backtests": g["count"],
+            f"best_{metric}": g["best"],
+            f"mean_{metric}": g["sum"] / g["valid"] if g["valid"] else None,
+        }
+        for name, g in sorted(merged.items())
+    ]

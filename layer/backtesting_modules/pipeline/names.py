@@ -99,6 +99,11 @@ def result_key(batch_id: str, job_id: str) -> str:
     return f"results/{batch_id}/{job_id}.json"
 
 
+def digest_key(batch_id: str, job_id: str) -> str:
+    """A job's result digest (top rows, mergeable aggregates) that batch summaries are built from."""
+    return f"results/{batch_id}/{job_id}.digest.json"
+
+
 def summary_key(batch_id: str, created: datetime) -> str:
     return f"summaries/{created:%Y/%m/%d}/{batch_id}.json"
 

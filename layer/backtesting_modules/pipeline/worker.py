@@ -24,8 +24,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..jobs.messages import MESSAGE_VERSION, MessageError, decode_job, encode_failure, encode_result
 from ..jobs.planner import Job
 from ..jobs.runner import is_retryable, run_job
+from ..metrics import HIGHER_IS_BETTER
 from .clients import ClientFactory
-from .names import HandlerEnv
+from .collector import compute_digest
+from .names import HandlerEnv, digest_key
 from .store import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,15 @@ class Worker:
         result = run_job(job, bars)
         message, body = encode_result(result, inline_limit=self.env.inline_result_limit)
         if body is not None and message["result_key"] is not None:
+            # A big result: store it, and its digest, here where the rows are already in memory, so the
+            # collector never downloads and parses the body again.
             self.store.put_bytes(message["result_key"], body, "application/json")
+            top_n = int(self.store.get_batch(job.batch_id).get("top_n", 20))
+            metric = job.ranking_metric
+            digest = compute_digest(
+                [dict(r) for r in result.rows], metric, HIGHER_IS_BETTER.get(metric, True), top_n
+            )
+            self.store.put_json(digest_key(job.batch_id, job.job_id), digest)
         self._send(json.dumps(message, allow_nan=False))
 
     def _load_bars(self, key: str) -> pd.DataFrame:
