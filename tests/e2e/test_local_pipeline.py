@@ -235,3 +235,15 @@ def test_a_worker_killed_mid_batch_loses_nothing(local: LocalBatch) -> None:
     batch = local.wait_complete()
     assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
     assert survivor.is_alive() and not victim.is_alive()
+
+
+def test_resubmitting_a_finished_batch_reuses_its_results(local: LocalBatch) -> None:
+    local.start_workers(1)
+    local.start_collector()
+    local.send(local.jobs)
+    local.wait_complete()
+    submitter = Submitter(local.clients, local.names, local.urls)
+    assert submitter.register(local.spec, local.batch, local.jobs) is False  # same id: not a new batch
+    assert submitter.pending(local.batch, local.jobs) == []  # nothing to recompute
+    partial = local.jobs[:2]
+    assert submitter.pending(local.batch, local.jobs + partial) == []

@@ -1,0 +1,75 @@
+"""scripts/run_batch.py: usage and spec errors exit 2 before anything starts; the demo batch runs locally."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.script_loader import load_script
+
+cli = load_script("run_batch")
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main([*args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    ("spec", "args", "message"),
+    [
+        ("name: x\njob_type: PARAMETER_OPTIMIZATION\n", [], "strategies"),
+        (
+            "name: x\njob_type: NOPE\nstrategies: []\nsymbols: [A]\ndata: {source: synthetic}\n",
+            [],
+            "job_type",
+        ),
+        (None, [], "No such file"),
+        ("name: x\n", ["--workers", "0"], "--workers 0"),
+    ],
+)
+def test_bad_specs_and_arguments_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, spec: str | None, args: list[str], message: str
+) -> None:
+    path = tmp_path / "spec.yaml"
+    if spec is not None:
+        path.write_text(spec)
+    code, _, err = run(capsys, str(path), *args)
+    assert code == 2
+    assert message in err
+
+
+def test_demo_batch_runs_on_the_embedded_default(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "small.yaml"
+    spec.write_text(
+        "name: small\njob_type: PARAMETER_OPTIMIZATION\nsymbols: [KRW-ETH, KRW-XRP]\n"
+        "data: {source: synthetic, seed: 3, periods: 2000, freq: 1h}\nconfig: {filters: null}\n"
+        "strategies:\n  - name: SMA_Crossover\n    grid: {fast: [5, 10], slow: [20, 40]}\n"
+        "ranking: {metric: sharpe, top: 5}\n"
+    )
+    code, out, _ = run(capsys, str(spec), "--workers", "1", "--json", "--reports", str(tmp_path / "reports"))
+    assert code == 0
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert (doc["jobs_failed"], doc["backtests"]) == (0, 8)
+    assert set(doc) >= {
+        "batch_id",
+        "jobs_total",
+        "jobs_succeeded",
+        "jobs_failed",
+        "backtests",
+        "elapsed_s",
+        "report",
+    }
+    report = Path(doc["report"])
+    assert (
+        report.exists()
+        and (report.parent / "results.csv").exists()
+        and (report.parent / "summary.json").exists()
+    )
+    assert "## By strategy" in report.read_text()
