@@ -178,6 +178,18 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def print_json(result: Any, **extra: Any) -> None:
+    """One JSON object: strategy, params, metrics and run conditions, plus `extra` fields."""
+    doc = {
+        "strategy": result.strategy,
+        "params": result.params,
+        "metrics": result.metrics,
+        **extra,
+        "run": result.info.to_dict(),
+    }
+    print(json.dumps(to_jsonable(doc)))
+
+
 def run_single(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
     params = dict(parse_assignment(p, "--param") for p in args.param)
     result = run_backtest(bars, args.strategy, params, config)
@@ -185,19 +197,7 @@ def run_single(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyCon
         save_equity_png(result.equity, args.png, title=f"{result.strategy} {result.params}")
     if args.json:
         trades = result.trades.drop(columns=["entry_bar", "exit_bar"]).to_dict("records")
-        print(
-            json.dumps(
-                to_jsonable(
-                    {
-                        "strategy": result.strategy,
-                        "params": result.params,
-                        "metrics": result.metrics,
-                        "trades": trades,
-                        "run": result.info.to_dict(),
-                    }
-                )
-            )
-        )
+        print_json(result, trades=trades)
     else:
         print(render_metrics_table(result.metrics))
         print()
@@ -222,21 +222,12 @@ def run_timezone(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyC
     result = gated.result
     if args.json:
         analysis = gated.trade_analysis
-        print(
-            json.dumps(
-                to_jsonable(
-                    {
-                        "strategy": result.strategy,
-                        "params": result.params,
-                        "metrics": result.metrics,
-                        "ungated_metrics": plain.metrics,
-                        "gate": gate.describe(),
-                        "by_hour_local": analysis.by_hour_local.reset_index().to_dict("records"),
-                        "activity_correlation": analysis.activity_correlation,
-                        "run": result.info.to_dict(),
-                    }
-                )
-            )
+        print_json(
+            result,
+            ungated_metrics=plain.metrics,
+            gate=gate.describe(),
+            by_hour_local=analysis.by_hour_local.reset_index().to_dict("records"),
+            activity_correlation=analysis.activity_correlation,
         )
     else:
         print(render_comparison(comparison))

@@ -27,7 +27,7 @@ from .metrics import compute_metrics
 from .rules import intrabar_exit, position_budget
 from .simulation import SimSettings
 from .strategies import Strategy, get_strategy, resolve_params
-from .trades import ExitReason, TradeArrays
+from .trades import TRADE_COLUMNS, ExitReason, TradeArrays
 
 
 @dataclass
@@ -227,21 +227,7 @@ def _result(
     config: StrategyConfig,
     frames_in: Mapping[str, pd.DataFrame],
 ) -> BacktestResult:
-    trades = pd.DataFrame(
-        book.rows,
-        columns=[
-            "symbol",
-            "entry_bar",
-            "exit_bar",
-            "entry_price",
-            "exit_price",
-            "size",
-            "fees",
-            "pnl",
-            "return_pct",
-            "exit_reason",
-        ],
-    )
+    trades = pd.DataFrame(book.rows, columns=["symbol", *TRADE_COLUMNS])
     trades = trades.sort_values(["entry_bar", "symbol"], kind="stable").reset_index(drop=True)
     trades.insert(1, "entry_time", timeline[trades["entry_bar"].to_numpy(dtype=np.int64)])
     trades.insert(2, "exit_time", timeline[trades["exit_bar"].to_numpy(dtype=np.int64)])

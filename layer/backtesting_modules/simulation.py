@@ -42,7 +42,7 @@ from .sim_core import (
     low_table,
     signal_keys,
 )
-from .trades import ExitReason, TradeArrays
+from .trades import TRADE_COLUMNS, ExitReason, TradeArrays
 
 # Below this many combinations still trading, the scalar stepper is faster than a vectorised step
 # (measured: a vectorised step costs ~90 µs of numpy calls, a scalar trade ~10 µs).
@@ -282,18 +282,7 @@ def _collect_trades(parts: list[tuple[np.ndarray, ...]]) -> TradeArrays:
         return TradeArrays.empty()
     columns = [np.concatenate(col) for col in zip(*parts, strict=True)]
     order = np.lexsort((columns[1], columns[0]))
-    names = (
-        "combo",
-        "entry_bar",
-        "exit_bar",
-        "entry_price",
-        "exit_price",
-        "size",
-        "fees",
-        "pnl",
-        "return_pct",
-        "exit_reason",
-    )
+    names = ("combo", *TRADE_COLUMNS)
     values = {name: col[order] for name, col in zip(names, columns, strict=True)}
     values["exit_reason"] = values["exit_reason"].astype(np.int8)
     return TradeArrays(**values)

@@ -19,6 +19,20 @@ class ExitReason(IntEnum):
     END_OF_DATA = 4
 
 
+# The per-trade columns every simulator produces, in this order (after `combo` or `symbol`).
+TRADE_COLUMNS = (
+    "entry_bar",
+    "exit_bar",
+    "entry_price",
+    "exit_price",
+    "size",
+    "fees",
+    "pnl",
+    "return_pct",
+    "exit_reason",
+)
+
+
 @dataclass(frozen=True)
 class TradeArrays:
     """Columns of closed trades. `combo` is the parameter-combination index (0 for a single backtest).

@@ -7,19 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.script_loader import load_script
+from tests.script_loader import load_script, run_main
 
 cli = load_script("backtest")
 BASE = ["--synthetic", "3", "--periods", "1500", "--config", "filters=none"]
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main([*args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(cli, capsys, *args)
 
 
 def test_single_run_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,7 +31,7 @@ from ..metrics import compute_metrics
 from ..rules import position_budget
 from ..simulation import SimSettings
 from ..strategies import get_strategy, resolve_params
-from ..trades import ExitReason, TradeArrays
+from ..trades import TRADE_COLUMNS, ExitReason, TradeArrays
 from .analyzer import TimezoneMarketAnalyzer
 from .regions import MAKENAIDE_RUN_HOURS_KST, TimezoneSettings, require_intraday
 from .trade_analysis import TradeSessionAnalysis, analyze_trades, compare_gated
@@ -368,18 +368,7 @@ def _result(
     notes: list[str],
     gate: SessionGate,
 ) -> BacktestResult:
-    columns = [
-        "entry_bar",
-        "exit_bar",
-        "entry_price",
-        "exit_price",
-        "size",
-        "fees",
-        "pnl",
-        "return_pct",
-        "exit_reason",
-        "partial_exits",
-    ]
+    columns = [*TRADE_COLUMNS, "partial_exits"]
     trades = pd.DataFrame(rows, columns=columns)
     arrays = TradeArrays.from_records(trades)
     table = arrays.to_frame(bars.index)
