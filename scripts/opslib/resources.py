@@ -15,6 +15,8 @@ from backtesting_modules.pipeline.names import StackNames
 
 from .stack import StackConfig
 
+TTL_ATTRIBUTE = "ttl"
+
 
 def table_definition(names: StackNames) -> dict[str, Any]:
     return {
@@ -90,6 +92,10 @@ def ensure_stack(
     if names.table not in dynamodb.list_tables()["TableNames"]:
         dynamodb.create_table(**table_definition(names))
         dynamodb.get_waiter("table_exists").wait(TableName=names.table)
+        # Job records expire (their `ttl` attribute); batch records have none and stay.
+        dynamodb.update_time_to_live(
+            TableName=names.table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
     s3 = clients.client("s3")
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if names.bucket not in existing:

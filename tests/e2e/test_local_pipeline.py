@@ -247,3 +247,16 @@ def test_resubmitting_a_finished_batch_reuses_its_results(local: LocalBatch) -> 
     assert submitter.pending(local.batch, local.jobs) == []  # nothing to recompute
     partial = local.jobs[:2]
     assert submitter.pending(local.batch, local.jobs + partial) == []
+
+
+def test_priority_jobs_are_taken_before_waiting_normal_jobs(local: LocalBatch) -> None:
+    normal, urgent = local.jobs[:-1], local.jobs[-1]
+    local.send(normal)  # all queued before any worker runs
+    sqs = local.clients.client("sqs")
+    sqs.send_message(QueueUrl=local.urls[local.names.priority_queue], MessageBody=encode_job(urgent))
+    local.start_workers(1)
+    local.start_collector()
+    local.wait_complete()
+    finished = sorted(local.store.list_jobs(local.batch), key=lambda j: j["finished_at"])
+    order = [j["job_id"] for j in finished]
+    assert order.index(urgent.job_id) <= 1  # the first or second job done, though it was sent last

@@ -58,3 +58,12 @@ def test_outcomes_count_once_and_completion_flips_once(stack: Stack) -> None:
     assert jobs["j2"]["error"] == "unknown strategy"
     store.mark_running("b1", "j1", "w1")  # a late redelivery never reopens a finished job
     assert {j["job_id"]: j for j in store.list_jobs("b1")}["j1"]["status"] == "SUCCEEDED"
+
+
+def test_job_records_expire_by_ttl(stack: Stack) -> None:
+    ttl = stack.clients.client("dynamodb").describe_time_to_live(TableName=stack.names.table)
+    assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
+    stack.store.create_batch(_batch(1))
+    stack.store.put_pending_jobs("b1", [{"job_id": "j1", "strategy": "S", "symbols": ["X"]}])
+    job = stack.store.list_jobs("b1")[0]
+    assert job["ttl"] > 0 and "ttl" not in stack.store.get_batch("b1")
