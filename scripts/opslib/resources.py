@@ -7,6 +7,7 @@ the same ones against AWS.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from backtesting_modules.pipeline import names as keys
@@ -72,36 +73,16 @@ def queue_definitions(
 def ensure_stack(
     clients: ClientFactory, config: StackConfig, names: StackNames, *, visibility_timeout_s: int | None = None
 ) -> dict[str, str]:
-    """Create (or find) queues, table and bucket; returns queue name → URL. Safe to run twice."""
+    """Create or update queues, table and bucket through the deploy planners (plan → apply), the same path
+    the deploy scripts take; returns queue name → URL. Safe to run twice."""
+    from .deploy import DeployContext, apply_plan  # noqa: PLC0415 - deploy imports this module
+    from .plans import plan_queues, plan_storage  # noqa: PLC0415
+
+    if visibility_timeout_s is not None:
+        config = replace(config, queues=replace(config.queues, visibility_timeout_s=visibility_timeout_s))
+    account = clients.client("sts").get_caller_identity()["Account"]
+    ctx = DeployContext(clients, config, names, clients.region or config.region, account)
+    apply_plan(plan_queues(ctx) + plan_storage(ctx), clients, echo=lambda _: None)
     sqs = clients.client("sqs")
-    urls: dict[str, str] = {}
-    dlq_defs = queue_definitions(config, names, None)
-    for name, attributes in dlq_defs.items():
-        urls[name] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=urls[names.dead_letter_queue], AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    for name, defined in queue_definitions(config, names, dlq_arn).items():
-        if name == names.dead_letter_queue:
-            continue
-        attributes = dict(defined)
-        if visibility_timeout_s is not None:
-            attributes["VisibilityTimeout"] = str(visibility_timeout_s)
-        urls[name] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-    dynamodb = clients.client("dynamodb")
-    if names.table not in dynamodb.list_tables()["TableNames"]:
-        dynamodb.create_table(**table_definition(names))
-        dynamodb.get_waiter("table_exists").wait(TableName=names.table)
-        # Job records expire (their `ttl` attribute); batch records have none and stay.
-        dynamodb.update_time_to_live(
-            TableName=names.table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
-        )
-    s3 = clients.client("s3")
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if names.bucket not in existing:
-        region = clients.region or config.region
-        location = (
-            {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-        )
-        s3.create_bucket(Bucket=names.bucket, **location)
-    return urls
+    queues = (names.dead_letter_queue, names.job_queue, names.priority_queue, names.result_queue)
+    return {name: sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in queues}

@@ -30,6 +30,7 @@ class StackConfig:
     queues: QueueSettings
     worker: dict[str, Any]
     collector: dict[str, Any]
+    storage: dict[str, Any]
     inline_limit_bytes: int
     metric_namespace: str
 
@@ -58,6 +59,7 @@ def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> St
             queues=queues,
             worker=dict(raw["worker"]),
             collector=dict(raw["collector"]),
+            storage=dict(raw.get("storage") or {}),
             inline_limit_bytes=int(raw["results"]["inline_limit_bytes"]),
             metric_namespace=str(raw["metrics"]["namespace"]),
         )

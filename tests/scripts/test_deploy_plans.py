@@ -1,0 +1,110 @@
+"""Deploy planners against moto: create from nothing, no change on a second run, exactly a changed setting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from moto import mock_aws
+from opslib.deploy import DeployContext, apply_plan
+from opslib.plans import plan_queues, plan_storage
+from opslib.stack import load_stack
+
+from backtesting_modules.pipeline.clients import ClientFactory
+from tests.script_loader import load_script, run_main
+
+
+@pytest.fixture
+def ctx(monkeypatch: pytest.MonkeyPatch) -> Iterator[DeployContext]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "ap-northeast-2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        config = load_stack()
+        clients = ClientFactory(region=config.region)
+        account = clients.client("sts").get_caller_identity()["Account"]
+        yield DeployContext(clients, config, config.names(account_id=account), config.region, account)
+
+
+def test_queues_from_nothing_then_no_change(ctx: DeployContext) -> None:
+    plan = plan_queues(ctx)
+    assert [c.action for c in plan.changes] == ["create"] * 4
+    assert plan.changes[0].resource.endswith("-dlq")  # the DLQ exists before the redrive points at it
+    apply_plan(plan, ctx.clients, echo=lambda _: None)
+    again = plan_queues(ctx)
+    assert again.is_empty and "no changes" in again.render_text()
+    sqs = ctx.clients.client("sqs")
+    url = sqs.get_queue_url(QueueName=ctx.names.job_queue)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["VisibilityTimeout"] == "1800"
+    assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"] == ctx.queue_arn(
+        ctx.names.dead_letter_queue
+    )
+
+
+def test_a_changed_visibility_timeout_plans_exactly_that(ctx: DeployContext) -> None:
+    apply_plan(plan_queues(ctx), ctx.clients, echo=lambda _: None)
+    changed = replace(
+        ctx, config=replace(ctx.config, queues=replace(ctx.config.queues, visibility_timeout_s=2400))
+    )
+    plan = plan_queues(changed)
+    assert len(plan.changes) == 3  # job, priority and result queues; the DLQ has no visibility setting
+    assert all(dict(c.diff) == {"VisibilityTimeout": ("1800", "2400")} for c in plan.changes)
+    apply_plan(plan, ctx.clients, echo=lambda _: None)
+    assert plan_queues(changed).is_empty
+
+
+def test_storage_from_nothing_is_secure_then_no_change(ctx: DeployContext) -> None:
+    plan = plan_storage(ctx)
+    assert [c.action for c in plan.changes] == ["create", "create"]
+    apply_plan(plan, ctx.clients, echo=lambda _: None)
+    assert plan_storage(ctx).is_empty
+    s3 = ctx.clients.client("s3")
+    block = s3.get_public_access_block(Bucket=ctx.names.bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    policy = json.loads(s3.get_bucket_policy(Bucket=ctx.names.bucket)["Policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    ttl = ctx.clients.client("dynamodb").describe_time_to_live(TableName=ctx.names.table)
+    assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_pitr_setting_change_is_planned(ctx: DeployContext) -> None:
+    apply_plan(plan_storage(ctx), ctx.clients, echo=lambda _: None)
+    prod = replace(
+        ctx, config=replace(ctx.config, storage={**ctx.config.storage, "point_in_time_recovery": True})
+    )
+    plan = plan_storage(prod)
+    assert [c.summary for c in plan.changes] == ["point-in-time recovery"]
+    apply_plan(plan, ctx.clients, echo=lambda _: None)
+    assert plan_storage(prod).is_empty
+
+
+def test_deploy_script_dry_run_json_and_summary(
+    ctx: DeployContext, capsys: pytest.CaptureFixture[str], tmp_path: pytest.TempPathFactory
+) -> None:
+    script = load_script("deploy_queues")
+    summary = tmp_path / "summary.md"  # type: ignore[operator]
+    code, out, _ = run_main(script, capsys, "--dry-run", "--json", "--summary", str(summary))
+    assert code == 0
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert len(doc["changes"]) == 4 and doc["changes"][0]["action"] == "create"
+    assert "| create" in summary.read_text()
+    assert plan_queues(ctx).changes  # a dry run applied nothing
+    code, out, _ = run_main(script, capsys, "--yes")
+    assert code == 0 and "applied: create" in out
+    code, out, _ = run_main(script, capsys, "--dry-run")
+    assert "no changes" in out
+
+
+def test_apply_without_yes_and_without_a_terminal_refuses(
+    ctx: DeployContext, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    code, _, err = run_main(load_script("deploy_storage"), capsys)
+    assert code == 2 and "pass --yes" in err
