@@ -99,6 +99,9 @@ class DeployContext:
     names: StackNames
     region: str
     account_id: str
+    # The local emulator speaks plain HTTP on loopback, where a TLS-only bucket policy would deny every call;
+    # it is the one setting the embedded stack leaves out.
+    enforce_tls: bool = True
 
     def queue_arn(self, name: str) -> str:
         return f"arn:aws:sqs:{self.region}:{self.account_id}:{name}"

@@ -173,7 +173,7 @@ def _bucket_settings(ctx: DeployContext) -> list[tuple[str, Any, Callable[[], An
 
         return current
 
-    return [
+    settings = [
         (
             "public access block",
             PUBLIC_ACCESS_BLOCK,
@@ -220,6 +220,7 @@ def _bucket_settings(ctx: DeployContext) -> list[tuple[str, Any, Callable[[], An
             ),
         ),
     ]
+    return [s for s in settings if ctx.enforce_tls or s[0] != "TLS-only policy"]
 
 
 def plan_bucket(ctx: DeployContext) -> Plan:

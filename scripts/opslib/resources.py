@@ -74,14 +74,15 @@ def ensure_stack(
     clients: ClientFactory, config: StackConfig, names: StackNames, *, visibility_timeout_s: int | None = None
 ) -> dict[str, str]:
     """Create or update queues, table and bucket through the deploy planners (plan → apply), the same path
-    the deploy scripts take; returns queue name → URL. Safe to run twice."""
+    the deploy scripts take, for the local emulator (plain HTTP: no TLS-only bucket policy); returns queue
+    name → URL. Safe to run twice."""
     from .deploy import DeployContext, apply_plan  # noqa: PLC0415 - deploy imports this module
     from .plans import plan_queues, plan_storage  # noqa: PLC0415
 
     if visibility_timeout_s is not None:
         config = replace(config, queues=replace(config.queues, visibility_timeout_s=visibility_timeout_s))
     account = clients.client("sts").get_caller_identity()["Account"]
-    ctx = DeployContext(clients, config, names, clients.region or config.region, account)
+    ctx = DeployContext(clients, config, names, clients.region or config.region, account, enforce_tls=False)
     apply_plan(plan_queues(ctx) + plan_storage(ctx), clients, echo=lambda _: None)
     sqs = clients.client("sqs")
     queues = (names.dead_letter_queue, names.job_queue, names.priority_queue, names.result_queue)

@@ -105,8 +105,11 @@ class Store:
             response = self.clients.client("s3").get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in {"NoSuchKey", "404", "NotFound"}:
-                raise MissingObjectError(f"s3://{self.bucket}/{key} does not exist") from exc
+            # Without s3:ListBucket (our roles have none) S3 answers a missing key with 403, not 404.
+            if code in {"NoSuchKey", "404", "NotFound", "403", "AccessDenied", "Forbidden"}:
+                raise MissingObjectError(
+                    f"s3://{self.bucket}/{key} does not exist (or this role may not read it)"
+                ) from exc
             raise StoreError(f"reading s3://{self.bucket}/{key} failed: {exc}") from exc
         return bytes(response["Body"].read())
 
