@@ -26,6 +26,18 @@ from .stack import StackConfig, load_stack
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A value known only at apply time: field `key` of the response of call number `call` of the same
+    change (e.g. the version `publish_version` returns, for `update_alias`)."""
+
+    call: int
+    key: str
+
+    def __repr__(self) -> str:
+        return f"<{self.key} of step {self.call + 1}>"
+
+
+@dataclass(frozen=True)
 class Call:
     service: str
     operation: str
@@ -113,13 +125,19 @@ class DeployContext:
 def apply_plan(plan: Plan, clients: ClientFactory, echo: Callable[[str], None] = print) -> None:
     """Execute every call of the plan in order; a failing call stops the apply with its error."""
     for change in plan.changes:
+        responses: list[Mapping[str, Any]] = []
         for call in change.calls:
             client = clients.client(call.service)
-            getattr(client, call.operation)(**call.params)
+            params = {k: _resolve(v, responses) for k, v in call.params.items()}
+            responses.append(getattr(client, call.operation)(**params))
             if call.waiter is not None:
-                name, params = call.waiter
-                client.get_waiter(name).wait(**params)
+                name, waiter_params = call.waiter
+                client.get_waiter(name).wait(**{k: _resolve(v, responses) for k, v in waiter_params.items()})
         echo(f"applied: {change.action} {change.resource}")
+
+
+def _resolve(value: Any, responses: Sequence[Mapping[str, Any]]) -> Any:
+    return responses[value.call][value.key] if isinstance(value, Ref) else value
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:

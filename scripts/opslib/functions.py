@@ -1,0 +1,286 @@
+"""Planning the two Lambda functions: code, configuration, versions, the `live` alias, event source mappings.
+
+- code is uploaded only when its CodeSha256 differs; configuration (memory, timeout, role, layers,
+  environment) is updated when it differs; either publishes a version described by the git sha and moves
+  the alias `live` to it;
+- event source mappings point at the alias (so a rollback moves traffic with it) and report batch item
+  failures; the worker reads the job and priority queues, the collector the result queue;
+- `plan_rollback` moves `live` back to the previous published version.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from backtesting_modules.pipeline.names import ConfigurationError
+
+from .deploy import Call, Change, DeployContext, Plan, Ref
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = "python3.12"
+ALIAS = "live"
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    key: str  # "worker" | "collector": the lambdas/ folder and the config/stack.yaml section
+    name: str
+    sources: tuple[str, ...]  # queue names feeding it
+
+
+def function_specs(ctx: DeployContext) -> dict[str, FunctionSpec]:
+    names = ctx.names
+    return {
+        "worker": FunctionSpec("worker", names.worker_function, (names.job_queue, names.priority_queue)),
+        "collector": FunctionSpec("collector", names.collector_function, (names.result_queue,)),
+    }
+
+
+def function_zip(key: str) -> bytes:
+    """The function package: its handler alone (the engine comes from the layer), zipped deterministically."""
+    source = ROOT / "lambdas" / key / "handler.py"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo("handler.py", date_time=_FIXED_TIME)
+        info.external_attr = 0o644 << 16
+        archive.writestr(info, source.read_bytes())
+    return buffer.getvalue()
+
+
+def code_sha256(package: bytes) -> str:
+    """Lambda's CodeSha256: base64 of the SHA-256 digest of the package."""
+    return base64.b64encode(hashlib.sha256(package).digest()).decode()
+
+
+def environment(ctx: DeployContext) -> dict[str, str]:
+    sqs = ctx.clients.client("sqs")
+    names = ctx.names
+
+    def url(name: str) -> str:
+        try:
+            return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+        except ClientError as exc:
+            raise ConfigurationError(
+                f"queue {name} not found: deploy the queues first (deploy_queues.py)"
+            ) from exc
+
+    return {
+        "TABLE_NAME": names.table,
+        "BUCKET_NAME": names.bucket,
+        "RESULT_QUEUE_URL": url(names.result_queue),
+        "DEAD_LETTER_QUEUE_URL": url(names.dead_letter_queue),
+        "MAX_RECEIVE_COUNT": str(ctx.config.queues.max_receive_count),
+        "METRIC_NAMESPACE": ctx.config.metric_namespace,
+        "INLINE_RESULT_LIMIT": str(ctx.config.inline_limit_bytes),
+    }
+
+
+def desired_configuration(ctx: DeployContext, spec: FunctionSpec, layer_arn: str | None) -> dict[str, Any]:
+    settings = getattr(ctx.config, spec.key)
+    return {
+        "FunctionName": spec.name,
+        "Role": f"arn:aws:iam::{ctx.account_id}:role/{ctx.names.role(spec.name)}",
+        "Handler": "handler.handler",
+        "Runtime": RUNTIME,
+        "MemorySize": int(settings["memory_mb"]),
+        "Timeout": int(settings["timeout_s"]),
+        "Environment": {"Variables": environment(ctx)},
+        "Layers": [layer_arn] if layer_arn else [],
+    }
+
+
+def _config_diff(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    seen = {
+        "Role": current.get("Role"),
+        "Handler": current.get("Handler"),
+        "Runtime": current.get("Runtime"),
+        "MemorySize": current.get("MemorySize"),
+        "Timeout": current.get("Timeout"),
+        "Environment": {"Variables": current.get("Environment", {}).get("Variables", {})},
+        "Layers": [layer["Arn"] for layer in current.get("Layers", [])],
+    }
+    return {k: (seen[k], desired[k]) for k in seen if seen[k] != desired[k]}
+
+
+def _publish_calls(spec: FunctionSpec, git_sha: str, *, alias_exists: bool, index: int) -> tuple[Call, Call]:
+    """Publish a version (call number `index` of its change) and point the alias at it."""
+    publish = Call("lambda", "publish_version", {"FunctionName": spec.name, "Description": git_sha})
+    alias_params = {"FunctionName": spec.name, "Name": ALIAS, "FunctionVersion": Ref(index, "Version")}
+    move = Call("lambda", "update_alias" if alias_exists else "create_alias", alias_params)
+    return publish, move
+
+
+def _mapping_settings(ctx: DeployContext, spec: FunctionSpec) -> dict[str, Any]:
+    settings = getattr(ctx.config, spec.key)
+    desired: dict[str, Any] = {
+        "BatchSize": int(settings.get("batch_size", 1)),
+        "MaximumBatchingWindowInSeconds": int(settings.get("batching_window_s", 0)),
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    }
+    if "maximum_concurrency" in settings:
+        desired["ScalingConfig"] = {"MaximumConcurrency": int(settings["maximum_concurrency"])}
+    return desired
+
+
+def _plan_mappings(ctx: DeployContext, spec: FunctionSpec) -> list[Change]:
+    client = ctx.clients.client("lambda")
+    alias_arn = f"{ctx.function_arn(spec.name)}:{ALIAS}"
+    desired = _mapping_settings(ctx, spec)
+    changes = []
+    for queue in spec.sources:
+        source = ctx.queue_arn(queue)
+        try:
+            existing = client.list_event_source_mappings(EventSourceArn=source, FunctionName=alias_arn)
+        except ClientError:
+            existing = {"EventSourceMappings": []}
+        found = existing.get("EventSourceMappings", [])
+        if not found:
+            call = Call(
+                "lambda",
+                "create_event_source_mapping",
+                {"EventSourceArn": source, "FunctionName": alias_arn, "Enabled": True, **desired},
+            )
+            changes.append(
+                Change(
+                    "create",
+                    f"event source {queue} → {spec.name}:{ALIAS}",
+                    "map the queue to the alias",
+                    (call,),
+                )
+            )
+            continue
+        mapping = found[0]
+        diff = {k: (mapping.get(k), v) for k, v in desired.items() if mapping.get(k) != v}
+        if diff:
+            call = Call("lambda", "update_event_source_mapping", {"UUID": mapping["UUID"], **desired})
+            changes.append(
+                Change(
+                    "update",
+                    f"event source {queue} → {spec.name}:{ALIAS}",
+                    f"set {', '.join(sorted(diff))}",
+                    (call,),
+                    diff,
+                )
+            )
+    return changes
+
+
+def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sha: str) -> Plan:
+    spec = function_specs(ctx)[key]
+    client = ctx.clients.client("lambda")
+    package = function_zip(key)
+    desired = desired_configuration(ctx, spec, layer_arn)
+    settings = getattr(ctx.config, key)
+    architecture = [str(settings.get("architecture", "x86_64"))]
+    try:
+        current = client.get_function(FunctionName=spec.name)["Configuration"]
+    except ClientError as exc:
+        if "ResourceNotFound" not in str(exc.response.get("Error", {}).get("Code", "")):
+            raise
+        create = Call(
+            "lambda",
+            "create_function",
+            {**desired, "Code": {"ZipFile": package}, "Architectures": architecture, "Publish": False},
+            waiter=("function_active_v2", {"FunctionName": spec.name}),
+        )
+        publish, alias = _publish_calls(spec, git_sha, alias_exists=False, index=1)
+        change = Change(
+            "create",
+            f"function {spec.name}",
+            f"create, publish {git_sha[:12]}, alias {ALIAS}",
+            (create, publish, alias),
+        )
+        return Plan(key, (change, *_plan_mappings(ctx, spec)))
+    changes: list[Change] = []
+    steps: list[Call] = []
+    diff: dict[str, tuple[Any, Any]] = {}
+    if current.get("CodeSha256") != code_sha256(package):
+        diff["CodeSha256"] = (current.get("CodeSha256"), code_sha256(package))
+        steps.append(
+            Call(
+                "lambda",
+                "update_function_code",
+                {"FunctionName": spec.name, "ZipFile": package},
+                waiter=("function_updated_v2", {"FunctionName": spec.name}),
+            )
+        )
+    config_diff = _config_diff(current, desired)
+    if config_diff:
+        diff.update(config_diff)
+        steps.append(
+            Call(
+                "lambda",
+                "update_function_configuration",
+                desired,
+                waiter=("function_updated_v2", {"FunctionName": spec.name}),
+            )
+        )
+    if steps:
+        alias_exists = _alias_version(ctx, spec) is not None
+        publish, move = _publish_calls(spec, git_sha, alias_exists=alias_exists, index=len(steps))
+        changes.append(
+            Change(
+                "update",
+                f"function {spec.name}",
+                f"update {', '.join(sorted(diff))}; publish {git_sha[:12]}; move {ALIAS}",
+                (*steps, publish, move),
+                diff,
+            )
+        )
+    return Plan(key, (*changes, *_plan_mappings(ctx, spec)))
+
+
+def _alias_version(ctx: DeployContext, spec: FunctionSpec) -> str | None:
+    try:
+        alias = ctx.clients.client("lambda").get_alias(FunctionName=spec.name, Name=ALIAS)
+    except ClientError:
+        return None
+    return str(alias["FunctionVersion"])
+
+
+def plan_rollback(ctx: DeployContext, key: str) -> Plan:
+    """Move `live` to the version published before the one it points at."""
+    spec = function_specs(ctx)[key]
+    current = _alias_version(ctx, spec)
+    if current is None or not current.isdigit():
+        raise ConfigurationError(
+            f"{spec.name} has no '{ALIAS}' alias on a published version: nothing to roll back."
+        )
+    paginator = ctx.clients.client("lambda").get_paginator("list_versions_by_function")
+    versions = sorted(
+        int(v["Version"])
+        for page in paginator.paginate(FunctionName=spec.name)
+        for v in page["Versions"]
+        if v["Version"].isdigit()
+    )
+    earlier = [v for v in versions if v < int(current)]
+    if not earlier:
+        raise ConfigurationError(
+            f"{spec.name}: version {current} is the first published one; nothing earlier."
+        )
+    target = str(earlier[-1])
+    call = Call(
+        "lambda", "update_alias", {"FunctionName": spec.name, "Name": ALIAS, "FunctionVersion": target}
+    )
+    return Plan(
+        f"rollback {key}",
+        (
+            Change(
+                "update",
+                f"alias {spec.name}:{ALIAS}",
+                f"roll back to version {target}",
+                (call,),
+                {"FunctionVersion": (current, target)},
+            ),
+        ),
+    )
