@@ -35,9 +35,7 @@ def function_main(key: str, argv: Sequence[str] | None) -> int:
         "--layer-arn", help="layer version ARN (default: the latest version of the stack's layer)"
     )
     parser.add_argument("--git-sha", help="version description (default: GITHUB_SHA or git HEAD)")
-    parser.add_argument(
-        "--rollback", action="store_true", help="move the alias back to the previous version"
-    )
+    parser.add_argument("--rollback", action="store_true", help="move the alias back to the previous version")
     args, _ = parser.parse_known_args(argv)
 
     def planner(ctx: DeployContext) -> Plan:

@@ -31,6 +31,7 @@ class StackConfig:
     worker: dict[str, Any]
     collector: dict[str, Any]
     storage: dict[str, Any]
+    alarms: dict[str, Any]
     inline_limit_bytes: int
     metric_namespace: str
 
@@ -60,6 +61,7 @@ def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> St
             worker=dict(raw["worker"]),
             collector=dict(raw["collector"]),
             storage=dict(raw.get("storage") or {}),
+            alarms=dict(raw.get("alarms") or {}),
             inline_limit_bytes=int(raw["results"]["inline_limit_bytes"]),
             metric_namespace=str(raw["metrics"]["namespace"]),
         )

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from moto import mock_aws
 from opslib.deploy import DeployContext, apply_plan
+from opslib.monitoring import plan_monitoring
 from opslib.plans import plan_queues, plan_storage
 from opslib.stack import load_stack
 
@@ -108,3 +109,17 @@ def test_apply_without_yes_and_without_a_terminal_refuses(
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     code, _, err = run_main(load_script("deploy_storage"), capsys)
     assert code == 2 and "pass --yes" in err
+
+
+def test_monitoring_dashboard_and_alarms_then_no_change(ctx: DeployContext) -> None:
+    plan = plan_monitoring(ctx)
+    assert [c.resource.split()[0] for c in plan.changes] == ["dashboard", "alarm", "alarm", "alarm"]
+    apply_plan(plan, ctx.clients, echo=lambda _: None)
+    assert plan_monitoring(ctx).is_empty
+    found = ctx.clients.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    dlq = next(a for a in found if a["AlarmName"].endswith("dlq-not-empty"))
+    assert dlq["Threshold"] == 0.0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    alarms = {**ctx.config.alarms, "oldest_message_age_s": 300}
+    stricter = replace(ctx, config=replace(ctx.config, alarms=alarms))
+    changed = plan_monitoring(stricter)
+    assert [c.resource for c in changed.changes] == [f"alarm {ctx.names.prefix}-oldest-job-age"]

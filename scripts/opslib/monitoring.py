@@ -1,0 +1,170 @@
+"""The CloudWatch dashboard and alarms of the pipeline, planned like every other resource."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .deploy import Call, Change, DeployContext, Plan
+
+
+def dashboard_name(ctx: DeployContext) -> str:
+    return f"{ctx.names.prefix}-backtesting"
+
+
+def _widget(title: str, metrics: list[list[Any]], stat: str = "Sum", period: int = 60) -> dict[str, Any]:
+    return {
+        "type": "metric",
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": title,
+            "metrics": metrics,
+            "stat": stat,
+            "period": period,
+            "view": "timeSeries",
+        },
+    }
+
+
+def dashboard_body(ctx: DeployContext) -> dict[str, Any]:
+    names, ns = ctx.names, ctx.config.metric_namespace
+    queues = [names.job_queue, names.priority_queue, names.result_queue]
+    functions = [names.worker_function, names.collector_function]
+    widgets = [
+        _widget(
+            "Queue depth",
+            [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q] for q in queues],
+            stat="Maximum",
+        ),
+        _widget(
+            "Age of oldest message (s)",
+            [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", q] for q in queues],
+            stat="Maximum",
+        ),
+        _widget(
+            "Dead-letter queue depth",
+            [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", names.dead_letter_queue]],
+            stat="Maximum",
+        ),
+        _widget(
+            "Lambda duration (ms)",
+            [["AWS/Lambda", "Duration", "FunctionName", f] for f in functions],
+            stat="Average",
+        ),
+        _widget(
+            "Lambda errors and throttles",
+            [["AWS/Lambda", m, "FunctionName", f] for f in functions for m in ("Errors", "Throttles")],
+        ),
+        _widget(
+            "Lambda concurrency",
+            [["AWS/Lambda", "ConcurrentExecutions", "FunctionName", f] for f in functions],
+            stat="Maximum",
+        ),
+        _widget("Jobs succeeded and failed", [[ns, "JobsSucceeded"], [ns, "JobsFailed"]]),
+        _widget("Backtests per minute", [[ns, "BacktestsRun"]]),
+    ]
+    return {"widgets": widgets}
+
+
+def alarm_definitions(ctx: DeployContext) -> list[dict[str, Any]]:
+    names, alarms = ctx.names, ctx.config.alarms
+    common = {"EvaluationPeriods": 1, "TreatMissingData": "notBreaching", "ActionsEnabled": True}
+    return [
+        {
+            **common,
+            "AlarmName": f"{names.prefix}-dlq-not-empty",
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Statistic": "Maximum",
+            "Period": 300,
+            "Dimensions": [{"Name": "QueueName", "Value": names.dead_letter_queue}],
+            "Threshold": 0.0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmDescription": "Messages in the DLQ: jobs failed for good; see the batch report's failures.",
+        },
+        {
+            **common,
+            "AlarmName": f"{names.prefix}-worker-errors",
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Errors",
+            "Statistic": "Sum",
+            "Period": 300,
+            "Dimensions": [{"Name": "FunctionName", "Value": names.worker_function}],
+            "Threshold": float(alarms.get("worker_errors", 1)),
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "AlarmDescription": "Worker invocations failing (retryable errors are retried; check the logs).",
+        },
+        {
+            **common,
+            "AlarmName": f"{names.prefix}-oldest-job-age",
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateAgeOfOldestMessage",
+            "Statistic": "Maximum",
+            "Period": 300,
+            "Dimensions": [{"Name": "QueueName", "Value": names.job_queue}],
+            "Threshold": float(alarms.get("oldest_message_age_s", 900)),
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmDescription": "Jobs wait too long: workers fall behind (concurrency limit, throttling).",
+        },
+    ]
+
+
+_ALARM_FIELDS = (
+    "Namespace",
+    "MetricName",
+    "Statistic",
+    "Period",
+    "Dimensions",
+    "Threshold",
+    "ComparisonOperator",
+    "EvaluationPeriods",
+    "TreatMissingData",
+    "AlarmDescription",
+)
+
+
+def plan_monitoring(ctx: DeployContext) -> Plan:
+    cloudwatch = ctx.clients.client("cloudwatch")
+    changes = []
+    body = dashboard_body(ctx)
+    try:
+        current = json.loads(cloudwatch.get_dashboard(DashboardName=dashboard_name(ctx))["DashboardBody"])
+    except ClientError:
+        current = None
+    if current != body:
+        call = Call(
+            "cloudwatch",
+            "put_dashboard",
+            {"DashboardName": dashboard_name(ctx), "DashboardBody": json.dumps(body)},
+        )
+        action = "create" if current is None else "update"
+        changes.append(
+            Change(action, f"dashboard {dashboard_name(ctx)}", f"{len(body['widgets'])} widgets", (call,))
+        )
+    definitions = alarm_definitions(ctx)
+    existing = {
+        a["AlarmName"]: a
+        for a in cloudwatch.describe_alarms(AlarmNames=[d["AlarmName"] for d in definitions])["MetricAlarms"]
+    }
+    for alarm in definitions:
+        found = existing.get(alarm["AlarmName"])
+        diff = (
+            {}
+            if found is None
+            else {k: (found.get(k), alarm[k]) for k in _ALARM_FIELDS if found.get(k) != alarm[k]}
+        )
+        if found is None or diff:
+            call = Call("cloudwatch", "put_metric_alarm", alarm)
+            changes.append(
+                Change(
+                    "create" if found is None else "update",
+                    f"alarm {alarm['AlarmName']}",
+                    alarm["AlarmDescription"],
+                    (call,),
+                    diff,
+                )
+            )
+    return Plan("monitoring", tuple(changes))
