@@ -1,0 +1,61 @@
+"""Deploy the whole stack in order — queues, storage, worker, collector, monitoring — each unit planned,
+shown, then applied. With --dry-run, a unit that depends on resources not yet created says so. See
+docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from opslib.deploy import Plan, apply_plan, build_context, common_parser, show
+from opslib.function_cli import git_sha, latest_layer
+from opslib.stack_units import deploy_units
+
+from backtesting_modules.pipeline.names import ConfigurationError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = common_parser(__doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    if not (args.yes or args.dry_run or sys.stdin.isatty()):
+        parser.exit(
+            2, f"{parser.prog}: error: pass --yes to apply without a terminal, or --dry-run to plan.\n"
+        )
+    try:
+        ctx = build_context(args)
+    except NoCredentialsError:
+        parser.exit(
+            2, f"{parser.prog}: error: no AWS credentials (or pass --endpoint-url for the emulator).\n"
+        )
+    except (ConfigurationError, ClientError, BotoCoreError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    changed = 0
+    for unit, planner in deploy_units(git_sha(), latest_layer):
+        try:
+            plan = planner(ctx)
+        except ConfigurationError as exc:
+            if not args.dry_run:
+                parser.exit(2, f"{parser.prog}: error: {unit}: {exc}\n")
+            print(f"{unit}: planned once the units before it are applied ({exc})")
+            continue
+        show(plan, args)
+        changed += len(plan.changes)
+        if plan.is_empty or args.dry_run:
+            continue
+        if not args.yes and input(f"Apply the {unit} changes? [y/N] ").strip().lower() not in {"y", "yes"}:
+            print("Stopped: nothing more applied.")
+            return 0
+        try:
+            apply_plan(plan, ctx.clients, echo=(lambda _: None) if args.json else print)
+        except (ClientError, BotoCoreError) as exc:
+            print(f"{parser.prog}: {unit}: apply failed: {exc}", file=sys.stderr)
+            return 1
+    if changed == 0:
+        print(Plan("stack").render_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
