@@ -1,4 +1,4 @@
-"""Deploy the whole stack in order — queues, storage, worker, collector, monitoring — each unit planned,
+"""Deploy the whole stack in order — queues, storage, layer, worker, collector, monitoring — each unit planned,
 shown, then applied. With --dry-run, a unit that depends on resources not yet created says so. See
 docs/deploy.md.
 """
@@ -7,18 +7,32 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from opslib.deploy import Plan, apply_plan, build_context, common_parser, show
 from opslib.function_cli import git_sha, latest_layer
 from opslib.stack_units import deploy_units
 
+ROOT = Path(__file__).resolve().parents[1]
+
 from backtesting_modules.pipeline.names import ConfigurationError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--layer-zip",
+        default=str(ROOT / "build" / "layer.zip"),
+        help="built layer to publish when changed (default build/layer.zip; skipped if absent)",
+    )
     args = parser.parse_args(argv)
+    layer_zip = Path(args.layer_zip) if Path(args.layer_zip).exists() else None
+    if layer_zip is None:
+        print(
+            f"layer: {args.layer_zip} not found, not publishing (functions keep their current layer); "
+            "build it with scripts/build_layer.py"
+        )
     if not (args.yes or args.dry_run or sys.stdin.isatty()):
         parser.exit(
             2, f"{parser.prog}: error: pass --yes to apply without a terminal, or --dry-run to plan.\n"
@@ -32,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, ClientError, BotoCoreError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     changed = 0
-    for unit, planner in deploy_units(git_sha(), latest_layer):
+    for unit, planner in deploy_units(git_sha(), latest_layer, layer_zip):
         try:
             plan = planner(ctx)
         except ConfigurationError as exc:

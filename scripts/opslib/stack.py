@@ -32,6 +32,7 @@ class StackConfig:
     collector: dict[str, Any]
     storage: dict[str, Any]
     alarms: dict[str, Any]
+    layer: dict[str, Any]
     inline_limit_bytes: int
     metric_namespace: str
 
@@ -62,6 +63,7 @@ def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> St
             collector=dict(raw["collector"]),
             storage=dict(raw.get("storage") or {}),
             alarms=dict(raw.get("alarms") or {}),
+            layer=dict(raw.get("layer") or {}),
             inline_limit_bytes=int(raw["results"]["inline_limit_bytes"]),
             metric_namespace=str(raw["metrics"]["namespace"]),
         )

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from botocore.exceptions import ClientError
 
 from .deploy import Call, Change, DeployContext, Plan
 from .functions import ALIAS, function_specs, plan_function
+from .layer import plan_layer
 from .monitoring import alarm_definitions, dashboard_name, plan_monitoring
 from .plans import plan_queues, plan_storage
 
 Planner = Callable[[DeployContext], Plan]
 
 
-def deploy_units(git_sha: str, layer_arn: Callable[[DeployContext], str | None]) -> list[tuple[str, Planner]]:
-    """(unit, planner) in the order they must be applied: later units read what earlier ones created."""
+def deploy_units(
+    git_sha: str, layer_arn: Callable[[DeployContext], str | None], layer_zip: Path | None = None
+) -> list[tuple[str, Planner]]:
+    """(unit, planner) in the order they must be applied: later units read what earlier ones created.
+    The layer unit is included when a built zip is given."""
 
     def function(key: str) -> Planner:
         return lambda ctx: plan_function(ctx, key, layer_arn=layer_arn(ctx), git_sha=git_sha)
 
+    layer: list[tuple[str, Planner]] = (
+        [("layer", lambda ctx: plan_layer(ctx, layer_zip))] if layer_zip is not None else []
+    )
     return [
         ("queues", plan_queues),
         ("storage", plan_storage),
+        *layer,
         ("worker", function("worker")),
         ("collector", function("collector")),
         ("monitoring", plan_monitoring),

@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 from moto import mock_aws
 from opslib.deploy import DeployContext, apply_plan
+from opslib.layer import plan_layer
 from opslib.monitoring import plan_monitoring
 from opslib.plans import plan_queues, plan_storage
 from opslib.stack import load_stack
 
 from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.names import ConfigurationError
 from tests.script_loader import load_script, run_main
 
 
@@ -123,3 +125,25 @@ def test_monitoring_dashboard_and_alarms_then_no_change(ctx: DeployContext) -> N
     stricter = replace(ctx, config=replace(ctx.config, alarms=alarms))
     changed = plan_monitoring(stricter)
     assert [c.resource for c in changed.changes] == [f"alarm {ctx.names.prefix}-oldest-job-age"]
+
+
+def test_layer_published_via_s3_only_when_its_hash_changes_and_pruned(
+    ctx: DeployContext, tmp_path: pytest.TempPathFactory
+) -> None:
+    # moto sees in-process requests as plain HTTP, which a TLS-only bucket policy denies (as AWS would).
+    plain_http = replace(ctx, enforce_tls=False)
+    apply_plan(plan_storage(plain_http), ctx.clients, echo=lambda _: None)
+    keep = replace(plain_http, config=replace(ctx.config, layer={**ctx.config.layer, "keep_versions": 2}))
+    layer_zip = tmp_path / "layer.zip"  # type: ignore[operator]
+    client = ctx.clients.client("lambda")
+    for content in (b"one", b"two", b"three"):
+        layer_zip.write_bytes(content)
+        plan = plan_layer(keep, layer_zip)
+        assert [c.operation for c in plan.changes[0].calls][:2] == ["put_object", "publish_layer_version"]
+        apply_plan(plan, ctx.clients, echo=lambda _: None)
+        assert plan_layer(keep, layer_zip).is_empty  # same content: nothing to publish
+    versions = client.list_layer_versions(LayerName=ctx.names.layer)["LayerVersions"]
+    assert sorted(int(v["Version"]) for v in versions) == [2, 3]
+    missing = tmp_path / "nope.zip"  # type: ignore[operator]
+    with pytest.raises(ConfigurationError, match="build the layer first"):
+        plan_layer(keep, missing)

@@ -1,0 +1,71 @@
+"""Publishing the engine layer: through S3 (a layer zip is far above the 50 MB direct-upload limit), only when
+its content hash changed, and pruning old versions."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from backtesting_modules.pipeline.names import ConfigurationError
+
+from .deploy import Call, Change, DeployContext, Plan
+from .functions import RUNTIME
+
+DESCRIPTION_PREFIX = "sha256:"
+
+
+def layer_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def plan_layer(ctx: DeployContext, zip_path: Path) -> Plan:
+    if not zip_path.exists():
+        raise ConfigurationError(f"{zip_path} not found: build the layer first with scripts/build_layer.py.")
+    sha = layer_sha256(zip_path)
+    client = ctx.clients.client("lambda")
+    versions = client.list_layer_versions(LayerName=ctx.names.layer).get("LayerVersions", [])
+    versions.sort(key=lambda v: int(v["Version"]), reverse=True)  # newest first
+    if versions and versions[0].get("Description", "").startswith(f"{DESCRIPTION_PREFIX}{sha}"):
+        return Plan("layer")
+    key = f"layers/{ctx.names.layer}/{sha}.zip"
+    architecture = str(ctx.config.layer.get("architecture", "x86_64"))
+    calls = [
+        Call("s3", "put_object", {"Bucket": ctx.names.bucket, "Key": key, "Body": zip_path.read_bytes()}),
+        Call(
+            "lambda",
+            "publish_layer_version",
+            {
+                "LayerName": ctx.names.layer,
+                "Description": f"{DESCRIPTION_PREFIX}{sha}",
+                "Content": {"S3Bucket": ctx.names.bucket, "S3Key": key},
+                "CompatibleRuntimes": [RUNTIME],
+                "CompatibleArchitectures": [architecture],
+            },
+        ),
+    ]
+    keep = int(ctx.config.layer.get("keep_versions", 3))
+    stale = versions[max(0, keep - 1) :]  # the new version counts toward `keep`
+    calls += [
+        Call("lambda", "delete_layer_version", {"LayerName": ctx.names.layer, "VersionNumber": v["Version"]})
+        for v in stale
+    ]
+    current = versions[0]["Description"] if versions else None
+    summary = f"publish {sha[:12]} ({zip_path.stat().st_size / 1e6:.1f} MB) via S3" + (
+        f"; delete {len(stale)} old version(s)" if stale else ""
+    )
+    return Plan(
+        "layer",
+        (
+            Change(
+                "create",
+                f"layer {ctx.names.layer}",
+                summary,
+                tuple(calls),
+                {"content": (current, f"{DESCRIPTION_PREFIX}{sha}")},
+            ),
+        ),
+    )
