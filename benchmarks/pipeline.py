@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from opslib.batch import load_symbol_bars
 from tabulate import tabulate
 
 from backtesting_modules.jobs.planner import batch_id, plan_jobs
 from backtesting_modules.jobs.runner import run_job
 from backtesting_modules.jobs.spec import load_spec
+from opslib.batch import load_symbol_bars
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
-"""Deploy the whole stack in order — queues, storage, layer, worker, collector, monitoring — each unit planned,
-shown, then applied. With --dry-run, a unit that depends on resources not yet created says so. See
-docs/deploy.md.
+"""Deploy the whole stack in order (queues, storage, layer, worker, collector, monitoring), each unit
+planned, shown, then applied. With --dry-run, a unit that depends on resources not yet created says so.
+See docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy import Plan, apply_plan, build_context, common_parser, show
 from opslib.function_cli import git_sha, latest_layer
 from opslib.stack_units import deploy_units
 
 ROOT = Path(__file__).resolve().parents[1]
-
-from backtesting_modules.pipeline.names import ConfigurationError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

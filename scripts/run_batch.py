@@ -21,10 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from opslib.batch import Submitter, eprint, fetch_summary, progress_line, write_reports
-from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
-from opslib.resources import ensure_stack
-from opslib.stack import StackConfig, load_stack
 
 from backtesting_modules.errors import BacktestError
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
@@ -33,6 +29,10 @@ from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests,
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
 from backtesting_modules.pipeline.store import Store
+from opslib.batch import Submitter, eprint, fetch_summary, progress_line, write_reports
+from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
+from opslib.resources import ensure_stack
+from opslib.stack import StackConfig, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 

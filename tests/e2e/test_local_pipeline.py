@@ -14,10 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from opslib.batch import Submitter, load_symbol_bars
-from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
-from opslib.resources import ensure_stack
-from opslib.stack import StackConfig, load_stack
 
 from backtesting_modules.jobs.messages import encode_job
 from backtesting_modules.jobs.planner import Job, batch_id, plan_jobs
@@ -26,6 +22,10 @@ from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
 from backtesting_modules.pipeline.clients import FAULTS_ENV, ClientFactory
 from backtesting_modules.pipeline.names import HandlerEnv, StackNames, bars_key
 from backtesting_modules.pipeline.store import Store
+from opslib.batch import Submitter, load_symbol_bars
+from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
+from opslib.resources import ensure_stack
+from opslib.stack import StackConfig, load_stack
 
 SPEC = {
     "name": "e2e",

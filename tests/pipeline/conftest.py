@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 from moto import mock_aws
-from opslib.resources import ensure_stack
-from opslib.stack import StackConfig, load_stack
 
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import StackNames
 from backtesting_modules.pipeline.store import Store
+from opslib.resources import ensure_stack
+from opslib.stack import StackConfig, load_stack
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from opslib.resources import ensure_stack
 
 from backtesting_modules.data import synthetic_bars
 from backtesting_modules.pipeline.store import MissingObjectError, decode_bars, encode_bars
+from opslib.resources import ensure_stack
 from tests.pipeline.conftest import Stack
 
 

@@ -9,13 +9,13 @@ from dataclasses import replace
 
 import pytest
 from moto import mock_aws
+
+from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy import DeployContext, apply_plan
 from opslib.functions import ALIAS, plan_function, plan_rollback
 from opslib.plans import plan_queues
 from opslib.stack import load_stack
-
-from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
 
 
 @pytest.fixture

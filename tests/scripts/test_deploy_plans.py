@@ -8,14 +8,14 @@ from dataclasses import replace
 
 import pytest
 from moto import mock_aws
+
+from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy import DeployContext, apply_plan
 from opslib.layer import plan_layer
 from opslib.monitoring import plan_monitoring
 from opslib.plans import plan_queues, plan_storage
 from opslib.stack import load_stack
-
-from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
 from tests.script_loader import load_script, run_main
 
 
