@@ -1,4 +1,4 @@
-"""Deploy the whole stack in order (queues, storage, layer, worker, collector, monitoring), each unit
+"""Deploy the whole stack in order (queues, storage, roles, layer, worker, collector, monitoring), each unit
 planned, shown, then applied. With --dry-run, a unit that depends on resources not yet created says so.
 See docs/deploy.md.
 """

@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .deploy import Call, Change, DeployContext, Plan
+from .iam import bucket_policy_tls_only
 from .resources import TTL_ATTRIBUTE, queue_definitions, table_definition
 
 PUBLIC_ACCESS_BLOCK = {
@@ -129,22 +130,6 @@ def plan_table(ctx: DeployContext) -> Plan:
 # --- bucket -----------------------------------------------------------------------------------------------
 
 
-def tls_only_policy(bucket: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
-
-
 def lifecycle(ctx: DeployContext) -> dict[str, Any]:
     days = int(ctx.config.storage.get("summaries_to_ia_days", SUMMARY_IA_DAYS))
     return {
@@ -162,7 +147,7 @@ def lifecycle(ctx: DeployContext) -> dict[str, Any]:
 def _bucket_settings(ctx: DeployContext) -> list[tuple[str, Any, Callable[[], Any], Call]]:
     """(setting, desired, reader of the current value, call that sets it)."""
     s3, bucket = ctx.clients.client("s3"), ctx.names.bucket
-    policy = tls_only_policy(bucket)
+    policy = bucket_policy_tls_only(bucket)
 
     def read(getter: Callable[[], Any]) -> Callable[[], Any]:
         def current() -> Any:

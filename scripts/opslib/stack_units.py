@@ -13,6 +13,7 @@ from .functions import ALIAS, function_specs, plan_function
 from .layer import plan_layer
 from .monitoring import alarm_definitions, dashboard_name, plan_monitoring
 from .plans import plan_queues, plan_storage
+from .roles import plan_roles, teardown_roles
 
 Planner = Callable[[DeployContext], Plan]
 
@@ -32,6 +33,7 @@ def deploy_units(
     return [
         ("queues", plan_queues),
         ("storage", plan_storage),
+        ("roles", plan_roles),
         *layer,
         ("worker", function("worker")),
         ("collector", function("collector")),
@@ -92,6 +94,7 @@ def plan_teardown(ctx: DeployContext, *, delete_data: bool) -> Plan:
                 (Call("cloudwatch", "delete_dashboards", {"DashboardNames": [dashboard_name(ctx)]}),),
             )
         )
+    changes += teardown_roles(ctx)
     names = ctx.names
     for queue in (names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue):
         try:

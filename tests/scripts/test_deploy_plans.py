@@ -12,9 +12,11 @@ from moto import mock_aws
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy import DeployContext, apply_plan
+from opslib.iam import validate_policy
 from opslib.layer import plan_layer
 from opslib.monitoring import plan_monitoring
 from opslib.plans import plan_queues, plan_storage
+from opslib.roles import plan_roles
 from opslib.stack import load_stack
 from tests.script_loader import load_script, run_main
 
@@ -147,3 +149,25 @@ def test_layer_published_via_s3_only_when_its_hash_changes_and_pruned(
     missing = tmp_path / "nope.zip"  # type: ignore[operator]
     with pytest.raises(ConfigurationError, match="build the layer first"):
         plan_layer(keep, missing)
+
+
+def test_roles_one_per_function_least_privilege_then_no_change(ctx: DeployContext) -> None:
+    plan = plan_roles(ctx)
+    assert [c.action for c in plan.changes] == ["create", "create"]
+    apply_plan(plan, ctx.clients, echo=lambda _: None)
+    assert plan_roles(ctx).is_empty
+    iam = ctx.clients.client("iam")
+    for function in (ctx.names.worker_function, ctx.names.collector_function):
+        role = ctx.names.role(function)
+        policy = iam.get_role_policy(RoleName=role, PolicyName=f"{role}-policy")["PolicyDocument"]
+        document = json.loads(policy) if isinstance(policy, str) else policy
+        assert validate_policy(document) == []
+    iam.put_role_policy(
+        RoleName=ctx.names.role(ctx.names.worker_function),
+        PolicyName=f"{ctx.names.role(ctx.names.worker_function)}-policy",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        ),
+    )
+    drift = plan_roles(ctx)
+    assert [c.summary for c in drift.changes] == ["inline policy"]  # a hand-widened policy is put back

@@ -1,0 +1,508 @@
+"""IAM policy documents of the stack, as plain data (no AWS calls).
+
+- one role per function (`worker_policy`, `collector_policy`), trusted by Lambda only (`lambda_trust_policy`);
+- the GitHub Actions deploy role: its OIDC trust (`github_oidc_trust_policy`) and what the deploy scripts may
+  do (`github_deploy_policy`);
+- the bucket's TLS-only policy (`bucket_policy_tls_only`);
+- `validate_policy`, the least-privilege check every generated document passes.
+
+Every Allow statement lists exact actions and exact resource ARNs. A `"Resource": "*"` appears only where
+the AWS Service Authorization Reference defines no resource type for the action (see
+`WILDCARD_RESOURCE_ACTIONS`), and then with a condition wherever the action supports one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from backtesting_modules.pipeline.names import StackNames
+
+VERSION = "2012-10-17"
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+GITHUB_OIDC_AUDIENCE = "sts.amazonaws.com"
+ACCOUNT_PLACEHOLDER = "<ACCOUNT_ID>"
+REPO_PLACEHOLDER = "<OWNER>/<REPO>"
+
+# Actions that AWS authorizes only against "*" (no resource type), mapped to the condition key the statement
+# must then carry, or None where the action supports no condition key at all.
+WILDCARD_RESOURCE_ACTIONS: dict[str, str | None] = {
+    # CloudWatch metrics have no ARN; the namespace condition confines the function to our namespace.
+    "cloudwatch:PutMetricData": "cloudwatch:namespace",
+    # Lambda: creating a mapping has no resource type; lambda:FunctionArn limits it to our functions.
+    "lambda:CreateEventSourceMapping": "lambda:FunctionArn",
+    # Lambda: listing mappings and layer versions has no resource type and no condition key (read-only).
+    "lambda:ListEventSourceMappings": None,
+    "lambda:ListLayerVersions": None,
+}
+
+# Alarm names monitoring.py defines as `<prefix>-<suffix>` and the dashboard `<prefix>-backtesting`.
+ALARM_SUFFIXES = ("dlq-not-empty", "worker-errors", "oldest-job-age")
+DASHBOARD_SUFFIX = "backtesting"
+
+Policy = dict[str, Any]
+Statement = dict[str, Any]
+
+
+# --- ARNs -------------------------------------------------------------------------------------------------
+
+
+def queue_arn(region: str, account_id: str, name: str) -> str:
+    return f"arn:aws:sqs:{region}:{account_id}:{name}"
+
+
+def table_arn(region: str, account_id: str, table: str) -> str:
+    return f"arn:aws:dynamodb:{region}:{account_id}:table/{table}"
+
+
+def bucket_arn(bucket: str) -> str:
+    return f"arn:aws:s3:::{bucket}"
+
+
+def objects_arn(bucket: str, prefix: str = "") -> str:
+    """Objects under `prefix` ("bars/", "results/", ...) or, with no prefix, every object of the bucket."""
+    return f"arn:aws:s3:::{bucket}/{prefix}*"
+
+
+def function_arn(region: str, account_id: str, function: str) -> str:
+    return f"arn:aws:lambda:{region}:{account_id}:function:{function}"
+
+
+def layer_arn(region: str, account_id: str, layer: str) -> str:
+    return f"arn:aws:lambda:{region}:{account_id}:layer:{layer}"
+
+
+def role_arn(account_id: str, role: str) -> str:
+    return f"arn:aws:iam::{account_id}:role/{role}"
+
+
+def log_group_arns(region: str, account_id: str, function: str) -> list[str]:
+    """The function's own log group: the group itself (CreateLogGroup) and its streams (`:*`)."""
+    group = f"arn:aws:logs:{region}:{account_id}:log-group:/aws/lambda/{function}"
+    return [group, f"{group}:*"]
+
+
+def _account(account_id: str | None) -> str:
+    return account_id or ACCOUNT_PLACEHOLDER
+
+
+def _statement(
+    sid: str,
+    actions: Sequence[str],
+    resources: Sequence[str] | str,
+    condition: Mapping[str, Any] | None = None,
+) -> Statement:
+    statement: Statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": resources if isinstance(resources, str) else list(resources),
+    }
+    if condition:
+        statement["Condition"] = dict(condition)
+    return statement
+
+
+def _policy(statements: Iterable[Statement]) -> Policy:
+    return {"Version": VERSION, "Statement": list(statements)}
+
+
+# --- the function roles -----------------------------------------------------------------------------------
+
+
+def lambda_trust_policy(account_id: str | None = None) -> Policy:
+    """Lambda (and only Lambda) may assume the role; with an account id, only on behalf of that account."""
+    statement: Statement = {
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
+    if account_id:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    return _policy([statement])
+
+
+def _logs_statement(region: str, account_id: str, function: str) -> Statement:
+    return _statement(
+        "OwnLogGroup",
+        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+        log_group_arns(region, account_id, function),
+    )
+
+
+def _sqs_consume(sid: str, arns: Sequence[str]) -> Statement:
+    """What an SQS event source mapping needs on the function's role to poll, extend and delete."""
+    return _statement(
+        sid,
+        ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
+        arns,
+    )
+
+
+def worker_policy(
+    names: StackNames, region: str, account_id: str | None, metric_namespace: str | None = None
+) -> Policy:
+    """The worker: consume jobs, read bars, write its results, send to the result queue (and DLQ), update
+    its job's record. It cannot receive results, read or write summaries, or publish metrics
+    (`metric_namespace` is accepted for a uniform signature with `collector_policy`)."""
+    account = _account(account_id)
+    return _policy(
+        [
+            _sqs_consume(
+                "ConsumeJobQueues",
+                [
+                    queue_arn(region, account, names.job_queue),
+                    queue_arn(region, account, names.priority_queue),
+                ],
+            ),
+            _statement(
+                "SendResultsAndDeadLetters",
+                ["sqs:SendMessage"],
+                [
+                    queue_arn(region, account, names.result_queue),
+                    queue_arn(region, account, names.dead_letter_queue),
+                ],
+            ),
+            _statement("ReadBars", ["s3:GetObject"], [objects_arn(names.bucket, "bars/")]),
+            _statement("WriteResults", ["s3:PutObject"], [objects_arn(names.bucket, "results/")]),
+            _statement(
+                "TrackJobs",
+                ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                [table_arn(region, account, names.table)],
+            ),
+            _logs_statement(region, account, names.worker_function),
+        ]
+    )
+
+
+def collector_policy(names: StackNames, region: str, account_id: str | None, metric_namespace: str) -> Policy:
+    """The collector: consume results, store results and digests, write summaries, count outcomes in the
+    table (TransactWriteItems is authorized per item by UpdateItem: there is no separate IAM action),
+    publish metrics in its namespace. It cannot receive jobs or send to any queue."""
+    account = _account(account_id)
+    return _policy(
+        [
+            _sqs_consume("ConsumeResultQueue", [queue_arn(region, account, names.result_queue)]),
+            _statement(
+                "ReadWriteResultsAndSummaries",
+                ["s3:GetObject", "s3:PutObject"],
+                [objects_arn(names.bucket, "results/"), objects_arn(names.bucket, "summaries/")],
+            ),
+            _statement(
+                "CountOutcomes",
+                ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                [table_arn(region, account, names.table)],
+            ),
+            _statement(
+                "PutMetricDataOwnNamespaceOnly",
+                ["cloudwatch:PutMetricData"],
+                "*",
+                {"StringEquals": {"cloudwatch:namespace": metric_namespace}},
+            ),
+            _logs_statement(region, account, names.collector_function),
+        ]
+    )
+
+
+# --- the GitHub Actions deploy role -----------------------------------------------------------------------
+
+
+def github_oidc_trust_policy(
+    account_id: str | None, repo: str | None, environments: Sequence[str] = ("dev", "prod")
+) -> Policy:
+    """GitHub's OIDC provider may assume the role for jobs of `repo` that run in one of `environments` only
+    (the `sub` claim of an environment job is `repo:<owner>/<repo>:environment:<name>`): no branch, tag,
+    pull-request or other repository can."""
+    if not environments:
+        raise ValueError("at least one GitHub environment must be allowed to assume the deploy role")
+    repository = repo or REPO_PLACEHOLDER
+    subjects = [f"repo:{repository}:environment:{env}" for env in environments]
+    return _policy(
+        [
+            {
+                "Sid": "GitHubActionsEnvironments",
+                "Effect": "Allow",
+                "Principal": {
+                    "Federated": f"arn:aws:iam::{_account(account_id)}:oidc-provider/{GITHUB_OIDC_HOST}"
+                },
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{GITHUB_OIDC_HOST}:aud": GITHUB_OIDC_AUDIENCE,
+                        f"{GITHUB_OIDC_HOST}:sub": subjects if len(subjects) > 1 else subjects[0],
+                    }
+                },
+            }
+        ]
+    )
+
+
+def github_deploy_policy(
+    names: StackNames | Sequence[StackNames], region: str, account_id: str | None
+) -> Policy:
+    """What the deploy scripts (deploy_*.py, teardown.py) need for the stack(s) `names`, and nothing else:
+    every resource is an ARN of the stack; the role can pass only the two function roles, only to Lambda."""
+    stacks = [names] if isinstance(names, StackNames) else list(names)
+    if not stacks:
+        raise ValueError("github_deploy_policy needs at least one stack")
+    account = _account(account_id)
+    queues = [
+        queue_arn(region, account, q)
+        for n in stacks
+        for q in (n.job_queue, n.priority_queue, n.result_queue, n.dead_letter_queue)
+    ]
+    tables = [table_arn(region, account, n.table) for n in stacks]
+    buckets = [bucket_arn(n.bucket) for n in stacks]
+    functions = [
+        function_arn(region, account, f) for n in stacks for f in (n.worker_function, n.collector_function)
+    ]
+    # Versions and aliases (`live`) of our functions: `function:<name>:<qualifier>`.
+    qualified = [f"{arn}:*" for arn in functions]
+    layers = [layer_arn(region, account, n.layer) for n in stacks]
+    layer_versions = [f"{arn}:*" for arn in layers]
+    roles = [role_arn(account, n.role(f)) for n in stacks for f in (n.worker_function, n.collector_function)]
+    dashboards = [f"arn:aws:cloudwatch::{account}:dashboard/{n.prefix}-{DASHBOARD_SUFFIX}" for n in stacks]
+    alarms = [
+        f"arn:aws:cloudwatch:{region}:{account}:alarm:{n.prefix}-{suffix}"
+        for n in stacks
+        for suffix in ALARM_SUFFIXES
+    ]
+    mappings = [f"arn:aws:lambda:{region}:{account}:event-source-mapping:*"]
+    our_functions = {"ArnLike": {"lambda:FunctionArn": functions + qualified}}
+    return _policy(
+        [
+            _statement(
+                "Queues",
+                [
+                    "sqs:CreateQueue",
+                    "sqs:DeleteQueue",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                    "sqs:ListQueueTags",
+                    "sqs:SetQueueAttributes",
+                    "sqs:TagQueue",
+                    "sqs:UntagQueue",
+                ],
+                queues,
+            ),
+            _statement(
+                "Table",
+                [
+                    "dynamodb:CreateTable",
+                    "dynamodb:DeleteTable",
+                    "dynamodb:DescribeContinuousBackups",
+                    "dynamodb:DescribeTable",
+                    "dynamodb:DescribeTimeToLive",
+                    "dynamodb:ListTagsOfResource",
+                    "dynamodb:TagResource",
+                    "dynamodb:UpdateContinuousBackups",
+                    "dynamodb:UpdateTable",
+                    "dynamodb:UpdateTimeToLive",
+                ],
+                tables,
+            ),
+            _statement(
+                "Bucket",
+                [
+                    "s3:CreateBucket",
+                    "s3:DeleteBucket",
+                    "s3:DeleteBucketPolicy",
+                    "s3:GetBucketPolicy",
+                    "s3:GetBucketPublicAccessBlock",
+                    "s3:GetBucketTagging",
+                    "s3:GetEncryptionConfiguration",
+                    "s3:GetLifecycleConfiguration",
+                    "s3:ListBucket",
+                    "s3:PutBucketPolicy",
+                    "s3:PutBucketPublicAccessBlock",
+                    "s3:PutBucketTagging",
+                    "s3:PutEncryptionConfiguration",
+                    "s3:PutLifecycleConfiguration",
+                ],
+                buckets,
+            ),
+            _statement(
+                "LayerUploads",
+                ["s3:GetObject", "s3:PutObject"],
+                [objects_arn(n.bucket, "layers/") for n in stacks],
+            ),
+            # Only `teardown.py --delete-data` uses it, to empty the bucket before deleting it.
+            _statement("TeardownEmptyBucket", ["s3:DeleteObject"], [objects_arn(n.bucket) for n in stacks]),
+            _statement(
+                "FunctionRoles",
+                [
+                    "iam:CreateRole",
+                    "iam:DeleteRole",
+                    "iam:DeleteRolePolicy",
+                    "iam:GetRole",
+                    "iam:GetRolePolicy",
+                    "iam:ListRolePolicies",
+                    "iam:PutRolePolicy",
+                    "iam:TagRole",
+                    "iam:UpdateAssumeRolePolicy",
+                ],
+                roles,
+            ),
+            _statement(
+                "PassFunctionRolesToLambdaOnly",
+                ["iam:PassRole"],
+                roles,
+                {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
+            ),
+            _statement(
+                "Functions",
+                [
+                    "lambda:CreateAlias",
+                    "lambda:CreateFunction",
+                    "lambda:DeleteFunction",
+                    "lambda:DeleteFunctionConcurrency",
+                    "lambda:GetAlias",
+                    "lambda:GetFunction",
+                    "lambda:GetFunctionConfiguration",
+                    "lambda:ListTags",
+                    "lambda:ListVersionsByFunction",
+                    "lambda:PublishVersion",
+                    "lambda:PutFunctionConcurrency",
+                    "lambda:TagResource",
+                    "lambda:UpdateAlias",
+                    "lambda:UpdateFunctionCode",
+                    "lambda:UpdateFunctionConfiguration",
+                ],
+                functions + qualified,
+            ),
+            _statement("PublishLayer", ["lambda:PublishLayerVersion"], layers),
+            _statement(
+                "LayerVersions", ["lambda:DeleteLayerVersion", "lambda:GetLayerVersion"], layer_versions
+            ),
+            # The mapping ARN holds a UUID AWS assigns: the condition pins the mappings to our functions.
+            _statement(
+                "EventSourceMappingsOfOurFunctions",
+                [
+                    "lambda:DeleteEventSourceMapping",
+                    "lambda:GetEventSourceMapping",
+                    "lambda:UpdateEventSourceMapping",
+                ],
+                mappings,
+                our_functions,
+            ),
+            # No resource type in the Service Authorization Reference: "*" is required; the
+            # lambda:FunctionArn condition limits new mappings to our functions.
+            _statement(
+                "CreateEventSourceMappingNoResourceTypeFunctionCondition",
+                ["lambda:CreateEventSourceMapping"],
+                "*",
+                our_functions,
+            ),
+            # No resource type and no condition key: read-only listing, "*" is required.
+            _statement(
+                "ListMappingsAndLayerVersionsNoResourceType",
+                ["lambda:ListEventSourceMappings", "lambda:ListLayerVersions"],
+                "*",
+            ),
+            _statement(
+                "Dashboard",
+                ["cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard", "cloudwatch:PutDashboard"],
+                dashboards,
+            ),
+            _statement(
+                "Alarms",
+                ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+                alarms,
+            ),
+        ]
+    )
+
+
+# --- the bucket -------------------------------------------------------------------------------------------
+
+
+def bucket_policy_tls_only(bucket: str) -> Policy:
+    """Deny every S3 request to the bucket or its objects that does not use TLS. `s3:*` in this one Deny
+    statement is the standard pattern (a Deny narrows access; it cannot widen it)."""
+    return _policy(
+        [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn(bucket), objects_arn(bucket)],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
+    )
+
+
+# --- the check --------------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _condition_keys(condition: Any) -> set[str]:
+    if not isinstance(condition, Mapping):
+        return set()
+    return {key for block in condition.values() if isinstance(block, Mapping) for key in block}
+
+
+def validate_policy(doc: Mapping[str, Any]) -> list[str]:
+    """Least-privilege findings of a policy document; an empty list means it passes.
+
+    Flags: a Version other than 2012-10-17; no statements, or a statement with no actions; in an Allow
+    statement, any wildcard action (`*`, `s3:*`, `s3:Get*`), NotAction or NotResource, a `*` principal, and a
+    `*` resource except for the actions in `WILDCARD_RESOURCE_ACTIONS` (then with their condition key).
+    Deny statements may use wildcards (e.g. the TLS-only bucket policy's `s3:*`): they only take away.
+    """
+    findings: list[str] = []
+    if doc.get("Version") != VERSION:
+        findings.append(f"Version must be {VERSION!r}, found {doc.get('Version')!r}")
+    statements = _as_list(doc.get("Statement"))
+    if not statements:
+        findings.append("the policy has no statements")
+    for index, statement in enumerate(statements):
+        if not isinstance(statement, Mapping) or not statement:
+            findings.append(f"statement {index} is empty or not an object")
+            continue
+        findings += _statement_findings(f"statement {index} ({statement.get('Sid', 'no Sid')})", statement)
+    return findings
+
+
+def _statement_findings(label: str, statement: Mapping[str, Any]) -> list[str]:
+    effect = statement.get("Effect")
+    if effect not in ("Allow", "Deny"):
+        return [f"{label}: Effect must be Allow or Deny, found {effect!r}"]
+    findings: list[str] = []
+    actions = [str(a) for a in _as_list(statement.get("Action"))]
+    if not actions and "NotAction" not in statement:
+        findings.append(f"{label}: no actions")
+    if effect == "Deny":
+        return findings
+    for element in ("NotAction", "NotResource"):
+        if element in statement:
+            findings.append(f"{label}: {element} in an Allow statement grants everything else")
+    findings += [f"{label}: wildcard action {a!r}" for a in actions if "*" in a]
+    principal = statement.get("Principal")
+    if principal == "*" or (
+        isinstance(principal, Mapping) and any("*" in _as_list(v) for v in principal.values())
+    ):
+        findings.append(f"{label}: Allow to any principal ('*')")
+    if principal is None and "Resource" not in statement and "NotResource" not in statement:
+        findings.append(f"{label}: no Resource")
+    if "*" in [str(r) for r in _as_list(statement.get("Resource"))]:
+        findings += _wildcard_resource_findings(label, actions, _condition_keys(statement.get("Condition")))
+    return findings
+
+
+def _wildcard_resource_findings(label: str, actions: list[str], condition_keys: set[str]) -> list[str]:
+    findings = []
+    for action in actions:
+        if action not in WILDCARD_RESOURCE_ACTIONS:
+            findings.append(f"{label}: {action!r} on resource '*'")
+            continue
+        required = WILDCARD_RESOURCE_ACTIONS[action]
+        if required is not None and required not in condition_keys:
+            findings.append(f"{label}: {action!r} on resource '*' without a {required} condition")
+    return findings

@@ -1,0 +1,102 @@
+"""Planning the per-function IAM roles: one role each, trust for Lambda, one inline least-privilege policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from .deploy import Call, Change, DeployContext, Plan
+from .iam import collector_policy, lambda_trust_policy, worker_policy
+
+
+def _document(value: Any) -> Any:
+    """IAM returns policy documents URL-encoded strings (or already decoded by boto3): compare as data."""
+    return json.loads(unquote(value)) if isinstance(value, str) else value
+
+
+def role_policies(ctx: DeployContext) -> dict[str, tuple[str, dict[str, Any]]]:
+    """function name → (role name, its inline policy)."""
+    builders: dict[str, Callable[..., dict[str, Any]]] = {
+        ctx.names.worker_function: worker_policy,
+        ctx.names.collector_function: collector_policy,
+    }
+    return {
+        function: (
+            ctx.names.role(function),
+            build(ctx.names, ctx.region, ctx.account_id, ctx.config.metric_namespace),
+        )
+        for function, build in builders.items()
+    }
+
+
+def plan_roles(ctx: DeployContext) -> Plan:
+    iam = ctx.clients.client("iam")
+    trust = lambda_trust_policy(ctx.account_id)
+    changes: list[Change] = []
+    for role, policy in role_policies(ctx).values():
+        policy_name = f"{role}-policy"
+        put_policy = Call(
+            "iam",
+            "put_role_policy",
+            {"RoleName": role, "PolicyName": policy_name, "PolicyDocument": json.dumps(policy)},
+        )
+        try:
+            current = iam.get_role(RoleName=role)["Role"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+                raise
+            create = Call(
+                "iam",
+                "create_role",
+                {
+                    "RoleName": role,
+                    "AssumeRolePolicyDocument": json.dumps(trust),
+                    "Description": "Least-privilege role of one pipeline function",
+                },
+                waiter=("role_exists", {"RoleName": role}),
+            )
+            changes.append(
+                Change("create", f"role {role}", "create with its inline policy", (create, put_policy))
+            )
+            continue
+        if _document(current["AssumeRolePolicyDocument"]) != trust:
+            changes.append(
+                Change(
+                    "update",
+                    f"role {role}",
+                    "trust policy",
+                    (
+                        Call(
+                            "iam",
+                            "update_assume_role_policy",
+                            {"RoleName": role, "PolicyDocument": json.dumps(trust)},
+                        ),
+                    ),
+                )
+            )
+        try:
+            inline = _document(iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"])
+        except ClientError:
+            inline = None
+        if inline != policy:
+            changes.append(Change("update", f"role {role}", "inline policy", (put_policy,)))
+    return Plan("roles", tuple(changes))
+
+
+def teardown_roles(ctx: DeployContext) -> list[Change]:
+    iam = ctx.clients.client("iam")
+    changes = []
+    for role, _ in role_policies(ctx).values():
+        try:
+            iam.get_role(RoleName=role)
+        except ClientError:
+            continue
+        names = iam.list_role_policies(RoleName=role).get("PolicyNames", [])
+        calls = [Call("iam", "delete_role_policy", {"RoleName": role, "PolicyName": n}) for n in names]
+        calls.append(Call("iam", "delete_role", {"RoleName": role}))
+        changes.append(Change("delete", f"role {role}", "delete with its inline policy", tuple(calls)))
+    return changes
