@@ -180,8 +180,8 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
     client = ctx.clients.client("lambda")
     package = function_zip(key)
     desired = desired_configuration(ctx, spec, layer_arn)
-    settings = getattr(ctx.config, key)
-    architecture = [str(settings.get("architecture", "x86_64"))]
+    # The function runs the layer's native code, so it takes the layer's architecture.
+    architecture = [str(ctx.config.layer.get("architecture", "x86_64"))]
     try:
         current = client.get_function(FunctionName=spec.name)["Configuration"]
     except ClientError as exc:
@@ -200,7 +200,7 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
             f"create, publish {git_sha[:12]}, alias {ALIAS}",
             (create, publish, alias),
         )
-        return Plan(key, (change, *_plan_mappings(ctx, spec)))
+        return Plan(key, (change, *_plan_concurrency(ctx, spec, None), *_plan_mappings(ctx, spec)))
     changes: list[Change] = []
     steps: list[Call] = []
     diff: dict[str, tuple[Any, Any]] = {}
@@ -237,7 +237,33 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
                 diff,
             )
         )
-    return Plan(key, (*changes, *_plan_mappings(ctx, spec)))
+    reserved = client.get_function_concurrency(FunctionName=spec.name).get("ReservedConcurrentExecutions")
+    return Plan(key, (*changes, *_plan_concurrency(ctx, spec, reserved), *_plan_mappings(ctx, spec)))
+
+
+def _plan_concurrency(ctx: DeployContext, spec: FunctionSpec, current: int | None) -> list[Change]:
+    """Reserved concurrency: set when configured and different, removed when no longer configured."""
+    wanted = getattr(ctx.config, spec.key).get("reserved_concurrency")
+    desired = int(wanted) if wanted is not None else None
+    if desired == current:
+        return []
+    if desired is None:
+        call = Call("lambda", "delete_function_concurrency", {"FunctionName": spec.name})
+    else:
+        call = Call(
+            "lambda",
+            "put_function_concurrency",
+            {"FunctionName": spec.name, "ReservedConcurrentExecutions": desired},
+        )
+    return [
+        Change(
+            "update",
+            f"function {spec.name}",
+            "reserved concurrency",
+            (call,),
+            {"ReservedConcurrentExecutions": (current, desired)},
+        )
+    ]
 
 
 def _alias_version(ctx: DeployContext, spec: FunctionSpec) -> str | None:

@@ -107,3 +107,19 @@ def test_rollback_moves_the_alias_back(ctx: DeployContext) -> None:
     assert client.get_alias(FunctionName=ctx.names.worker_function, Name=ALIAS)["FunctionVersion"] == "1"
     with pytest.raises(ConfigurationError, match="nothing earlier"):
         plan_rollback(ctx, "worker")
+
+
+def test_reserved_concurrency_is_applied_and_changed_exactly(ctx: DeployContext) -> None:
+    apply(ctx, "collector")
+    client = ctx.clients.client("lambda")
+    assert (
+        client.get_function_concurrency(FunctionName=ctx.names.collector_function)[
+            "ReservedConcurrentExecutions"
+        ]
+        == 5
+    )
+    more = replace(
+        ctx, config=replace(ctx.config, collector={**ctx.config.collector, "reserved_concurrency": 8})
+    )
+    plan = plan_function(more, "collector", layer_arn=None, git_sha="a" * 40)
+    assert [dict(c.diff) for c in plan.changes] == [{"ReservedConcurrentExecutions": (5, 8)}]
