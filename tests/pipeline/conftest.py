@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from moto import mock_aws
 
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import StackNames
@@ -25,17 +23,9 @@ class Stack:
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        config = load_stack()
-        names = config.names(account_id="123456789012")
-        clients = ClientFactory(region="ap-northeast-2")
-        urls = ensure_stack(clients, config, names)
-        yield Stack(clients, config, names, urls, Store(clients, names.table, names.bucket))
+def stack(mocked_aws: None) -> Stack:
+    config = load_stack()
+    names = config.names(account_id="123456789012")
+    clients = ClientFactory(region="ap-northeast-2")
+    urls = ensure_stack(clients, config, names)
+    return Stack(clients, config, names, urls, Store(clients, names.table, names.bucket))

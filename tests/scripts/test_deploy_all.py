@@ -3,10 +3,7 @@ teardown removes what it created and keeps the data unless asked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from moto import mock_aws
 
 from tests.script_loader import load_script, run_main
 
@@ -17,17 +14,8 @@ NO_LAYER = ("--layer-zip", "/nonexistent/layer.zip")
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-        "GITHUB_SHA": "f" * 40,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
+def aws(mocked_aws: None) -> None:
+    return None
 
 
 def test_dry_run_on_an_empty_account_plans_and_creates_nothing(

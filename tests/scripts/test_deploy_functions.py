@@ -3,51 +3,23 @@ code change only when the package hash differs, rollback."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from moto import mock_aws
 
-from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy import DeployContext, apply_plan
 from opslib.functions import ALIAS, plan_function, plan_rollback
 from opslib.plans import plan_queues
-from opslib.stack import load_stack
+from opslib.roles import plan_roles
+from tests.script_loader import load_script, run_main
 
 
 @pytest.fixture
-def ctx(monkeypatch: pytest.MonkeyPatch) -> Iterator[DeployContext]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        config = load_stack()
-        clients = ClientFactory(region=config.region)
-        account = clients.client("sts").get_caller_identity()["Account"]
-        context = DeployContext(clients, config, config.names(account_id=account), config.region, account)
-        apply_plan(plan_queues(context), clients, echo=lambda _: None)
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": "sts:AssumeRole",
-                    "Principal": {"Service": "lambda.amazonaws.com"},
-                }
-            ],
-        }
-        for function in (context.names.worker_function, context.names.collector_function):
-            clients.client("iam").create_role(
-                RoleName=context.names.role(function), AssumeRolePolicyDocument=json.dumps(trust)
-            )
-        yield context
+def ctx(deploy_ctx: DeployContext) -> DeployContext:
+    """Queues and the two roles exist: a function's environment and role point at them."""
+    apply_plan(plan_queues(deploy_ctx) + plan_roles(deploy_ctx), deploy_ctx.clients, echo=lambda _: None)
+    return deploy_ctx
 
 
 def apply(ctx: DeployContext, key: str, sha: str = "a" * 40) -> None:
@@ -92,6 +64,8 @@ def test_a_changed_batch_size_updates_the_mapping(ctx: DeployContext) -> None:
     plan = plan_function(larger, "collector", layer_arn=None, git_sha="a" * 40)
     assert [c.calls[0].operation for c in plan.changes] == ["update_event_source_mapping"]
     assert dict(plan.changes[0].diff) == {"BatchSize": (10, 25)}
+    apply_plan(plan, ctx.clients, echo=lambda _: None)
+    assert plan_function(larger, "collector", layer_arn=None, git_sha="a" * 40).is_empty
 
 
 def test_rollback_moves_the_alias_back(ctx: DeployContext) -> None:
@@ -123,3 +97,16 @@ def test_reserved_concurrency_is_applied_and_changed_exactly(ctx: DeployContext)
     )
     plan = plan_function(more, "collector", layer_arn=None, git_sha="a" * 40)
     assert [dict(c.diff) for c in plan.changes] == [{"ReservedConcurrentExecutions": (5, 8)}]
+
+
+def test_the_rollback_flag_moves_the_alias(ctx: DeployContext, capsys: pytest.CaptureFixture[str]) -> None:
+    script = load_script("deploy_worker")
+    assert run_main(script, capsys, "--yes", "--git-sha", "a" * 40)[0] == 0
+    bigger = replace(ctx, config=replace(ctx.config, worker={**ctx.config.worker, "memory_mb": 2048}))
+    apply_plan(
+        plan_function(bigger, "worker", layer_arn=None, git_sha="b" * 40), ctx.clients, echo=lambda _: None
+    )
+    code, out, _ = run_main(script, capsys, "--rollback", "--yes")
+    assert code == 0 and "roll back to version 1" in out
+    alias = ctx.clients.client("lambda").get_alias(FunctionName=ctx.names.worker_function, Name=ALIAS)
+    assert alias["FunctionVersion"] == "1"

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from moto import mock_aws
 
-from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy import DeployContext, apply_plan
 from opslib.iam import validate_policy
@@ -17,24 +14,12 @@ from opslib.layer import plan_layer
 from opslib.monitoring import plan_monitoring
 from opslib.plans import plan_queues, plan_storage
 from opslib.roles import plan_roles
-from opslib.stack import load_stack
 from tests.script_loader import load_script, run_main
 
 
 @pytest.fixture
-def ctx(monkeypatch: pytest.MonkeyPatch) -> Iterator[DeployContext]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        config = load_stack()
-        clients = ClientFactory(region=config.region)
-        account = clients.client("sts").get_caller_identity()["Account"]
-        yield DeployContext(clients, config, config.names(account_id=account), config.region, account)
+def ctx(deploy_ctx: DeployContext) -> DeployContext:
+    return deploy_ctx
 
 
 def test_queues_from_nothing_then_no_change(ctx: DeployContext) -> None:
