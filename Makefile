@@ -33,10 +33,12 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint lint-workflows typecheck pytest
 
 bench: setup
 	$(BIN)/python benchmarks/engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports
+
+include workflow-lint.mk
