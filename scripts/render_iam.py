@@ -7,6 +7,7 @@
 Files (see docs/deploy.md):
 - github-oidc-trust.json, github-deploy-policy.json: ONE deploy role for every environment;
 - github-oidc-trust-<env>.json, github-deploy-policy-<env>.json: a deploy role per environment (stricter);
+- github-batch-policy-<env>.json: the role that submits batches (AWS_BATCH_ROLE_ARN in the workflows);
 - lambda-trust.json, <env>-worker-policy.json, <env>-collector-policy.json, <env>-bucket-policy.json: what
   deploy_roles.py / deploy_storage.py apply, for review.
 """
@@ -26,6 +27,7 @@ import yaml
 from opslib.iam import (
     ACCOUNT_PLACEHOLDER,
     REPO_PLACEHOLDER,
+    batch_submitter_policy,
     bucket_policy_tls_only,
     collector_policy,
     github_deploy_policy,
@@ -71,6 +73,7 @@ def render(
             names, config.region, account_id, config.metric_namespace
         )
         docs[f"{env}-bucket-policy.json"] = bucket_policy_tls_only(names.bucket)
+        docs[f"github-batch-policy-{env}.json"] = batch_submitter_policy(names, config.region, account_id)
     return docs
 
 

@@ -204,6 +204,31 @@ def collector_policy(names: StackNames, region: str, account_id: str | None, met
     )
 
 
+def batch_submitter_policy(names: StackNames, region: str, account_id: str | None) -> Policy:
+    """Who runs `scripts/run_batch.py --target aws` (a person, or backtest.yml through OIDC): upload bars,
+    write the batch and its job records, send jobs (reading queue depth to send in waves), follow progress
+    and download the summary. It cannot receive jobs, touch results or change any resource."""
+    account = _account(account_id)
+    queues = [names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue]
+    return _policy(
+        [
+            _statement("FindQueues", ["sqs:GetQueueUrl"], [queue_arn(region, account, q) for q in queues]),
+            _statement(
+                "SendJobs",
+                ["sqs:GetQueueAttributes", "sqs:SendMessage"],
+                [queue_arn(region, account, q) for q in (names.job_queue, names.priority_queue)],
+            ),
+            _statement("UploadBars", ["s3:PutObject"], [objects_arn(names.bucket, "bars/")]),
+            _statement("ReadSummaries", ["s3:GetObject"], [objects_arn(names.bucket, "summaries/")]),
+            _statement(
+                "RecordAndFollowBatches",
+                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+                [table_arn(region, account, names.table)],
+            ),
+        ]
+    )
+
+
 # --- the GitHub Actions deploy role -----------------------------------------------------------------------
 
 

@@ -320,3 +320,24 @@ def test_bucket_policy_denies_every_request_without_tls() -> None:
     assert statement["Action"] == "s3:*"
     assert statement["Resource"] == ["arn:aws:s3:::my-bucket", "arn:aws:s3:::my-bucket/*"]
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_batch_submitter_can_submit_and_follow_but_not_consume() -> None:
+    from opslib.iam import batch_submitter_policy, validate_policy
+    from opslib.stack import load_stack
+
+    config = load_stack()
+    doc = batch_submitter_policy(config.names(account_id="123456789012"), config.region, "123456789012")
+    assert validate_policy(doc) == []
+    actions = {a for st in doc["Statement"] for a in st["Action"]}
+    assert actions == {
+        "sqs:GetQueueUrl",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+        "s3:PutObject",
+        "s3:GetObject",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
+    assert not any("ReceiveMessage" in a or a.startswith("lambda:") for a in actions)
