@@ -23,14 +23,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backtesting_modules.errors import BacktestError
+from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
-from backtesting_modules.jobs.planner import plan_jobs
-from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, load_spec
+from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
 from backtesting_modules.pipeline.store import Store
 from opslib.batch import Submitter, eprint, fetch_summary, progress_line, write_reports
 from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
+from opslib.projection import project, render_projection
 from opslib.resources import ensure_stack
 from opslib.stack import StackConfig, load_stack
 
@@ -56,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="local queues: seconds before an unfinished message returns (default 60)",
     )
     parser.add_argument("--reports", default=str(ROOT / "reports"), help="report folder (default reports/)")
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the projected AWS wall time and cost of the batch; submit nothing",
+    )
+    parser.add_argument(
+        "--throughput",
+        type=float,
+        default=DEFAULT_THROUGHPUT,
+        help="engine bar·combinations per second per vCPU for --estimate (from benchmarks/engine.py)",
+    )
     return parser
 
 
@@ -185,6 +197,24 @@ def _deployed_queue_urls(clients: ClientFactory, names: StackNames) -> dict[str,
     return urls
 
 
+def estimate(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> int:
+    """Plan the jobs (no emulator, no upload) and print the projection of the batch on AWS."""
+    bars = estimate_bars(spec)
+    jobs = plan_jobs(spec, compute_batch_id(spec), bars=bars)
+    backtests = count_backtests(spec)
+    projection = project(
+        len(jobs),
+        backtests,
+        float(backtests) * bars,
+        throughput_per_vcpu=args.throughput,
+        memory_mb=int(stack.worker["memory_mb"]),
+        concurrency=int(stack.worker.get("maximum_concurrency", 1000)),
+        architecture=str(stack.layer.get("architecture", "x86_64")),
+    )
+    print(json.dumps(projection.to_json()) if args.json else render_projection(projection))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -195,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack = load_stack(environment=args.environment)
     except (SpecError, ConfigurationError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if args.estimate:
+        return estimate(args, spec, stack)
     if not args.json:
         eprint(f"batch {spec.name}: {count_backtests(spec):,} backtests on {args.target}")
     try:
