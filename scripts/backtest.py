@@ -266,14 +266,7 @@ def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfi
             f"({frame.attrs['skipped']:,} skipped by constraints)"
         )
         print(render_metrics_table_rows(ranked.head(args.top), spec.param_names, args.rank))
-    info = RunInfo(
-        **{
-            **frame.attrs["info"],
-            "start": pd.Timestamp(frame.attrs["info"]["start"]),
-            "end": pd.Timestamp(frame.attrs["info"]["end"]),
-            "notes": tuple(frame.attrs["info"]["notes"]),
-        }
-    )
+    info = RunInfo.from_dict(frame.attrs["info"])
     return render_sweep(
         frame,
         strategy=spec.name,

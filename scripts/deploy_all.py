@@ -9,10 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from backtesting_modules.pipeline.names import ConfigurationError
-from opslib.deploy import Plan, apply_plan, build_context, common_parser, show
+from opslib.deploy import Plan, apply_plan, build_context, common_parser, setup_errors_exit, show
 from opslib.function_cli import git_sha, latest_layer
 from opslib.stack_units import deploy_units
 
@@ -37,14 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(
             2, f"{parser.prog}: error: pass --yes to apply without a terminal, or --dry-run to plan.\n"
         )
-    try:
+    with setup_errors_exit(parser):
         ctx = build_context(args)
-    except NoCredentialsError:
-        parser.exit(
-            2, f"{parser.prog}: error: no AWS credentials (or pass --endpoint-url for the emulator).\n"
-        )
-    except (ConfigurationError, ClientError, BotoCoreError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     changed = 0
     for unit, planner in deploy_units(git_sha(), latest_layer, layer_zip):
         try:

@@ -60,6 +60,22 @@ class RunInfo:
     engine_version: str = ENGINE_VERSION
     notes: tuple[str, ...] = ()
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunInfo:
+        """The inverse of `to_dict` (a sweep keeps its RunInfo as a dict in `DataFrame.attrs["info"]`)."""
+
+        def stamp(value: Any) -> pd.Timestamp | None:
+            return pd.Timestamp(value) if value is not None else None
+
+        return cls(
+            **{
+                **data,
+                "start": stamp(data["start"]),
+                "end": stamp(data["end"]),
+                "notes": tuple(data["notes"]),
+            }
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
@@ -217,7 +233,7 @@ def _block_metrics(
     prepared: _Prepared, trades: TradeArrays, start: int, stop: int, config: StrategyConfig
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     part = _combo_range(trades, start, stop)
-    equity = equity_curves(prepared.bars, part, np.arange(stop - start), prepared.settings)
+    equity = equity_curves(prepared.bars, part, stop - start, prepared.settings)
     metrics = compute_metrics(
         equity, part, initial_cash=config.initial_cash, bar_seconds=prepared.info.bar_seconds
     )

@@ -25,7 +25,7 @@ from .data import validate_bars
 from .errors import DataError
 from .metrics import compute_metrics
 from .rules import intrabar_exit, position_budget
-from .simulation import SimSettings
+from .sim_core import SimSettings
 from .strategies import Strategy, get_strategy, resolve_params
 from .trades import TRADE_COLUMNS, ExitReason, TradeArrays
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .bars import BarArrays
 from .rules import intrabar_exit, position_budget
-from .simulation import SimSettings
+from .sim_core import SimSettings
 from .trades import ExitReason, TradeArrays
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .simulation import SimSettings
+from .sim_core import SimSettings
 from .trades import ExitReason
 
 

@@ -77,19 +77,6 @@ def _first_touch(levels: np.ndarray, n: int, start: int, stop: int, signed_level
     return pos
 
 
-def _kelly(state: KellyState, combo: int) -> float:
-    """KellyState.fraction for one combination, on scalars."""
-    trades, wins = float(state.trades[combo]), float(state.wins[combo])
-    if wins == 0:
-        return -1.0
-    p = wins / trades
-    if trades == wins:
-        return p
-    avg_win = float(state.win_sum[combo]) / wins
-    avg_loss = -float(state.loss_sum[combo]) / (trades - wins)
-    return min(max(p - (1.0 - p) * avg_loss / avg_win, -1.0), 1.0)
-
-
 def _key(bar: int, phase: int, priority: int) -> int:
     return bar * 32 + phase * 8 + priority
 
@@ -162,7 +149,7 @@ class ScalarStepper:
         if k.trades[combo] < s.kelly_min_trades:
             fraction = min(s.size_value, 1.0)
         else:
-            f_star = _kelly(k, combo)
+            f_star = k.fraction_of(combo)
             fraction = min(max(f_star * s.kelly_scale, s.kelly_floor), s.kelly_max_fraction)
         return min(fraction * cash, cash)
 
@@ -182,13 +169,7 @@ class ScalarStepper:
         ret = pnl / budget if budget > 0 else 0.0
         self.cash[combo] += pnl
         if budget > 0:
-            k = self.kelly
-            k.trades[combo] += 1
-            if ret > 0:
-                k.wins[combo] += 1
-                k.win_sum[combo] += ret
-            else:
-                k.loss_sum[combo] += ret
+            self.kelly.record(combo, ret)
         self.search_from[combo] = exit_bar
         fees = size * f * (entry_price + exit_price)
         return (combo, entry_bar, exit_bar, entry_price, exit_price, size, fees, pnl, ret, reason)

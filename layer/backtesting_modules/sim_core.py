@@ -173,6 +173,27 @@ class KellyState:
         self.win_sum[combos] += np.where(win, returns, 0.0)
         self.loss_sum[combos] += np.where(win, 0.0, returns)
 
+    def record(self, combo: int, ret: float) -> None:
+        """`update` for one trade, on scalars (the scalar stepper's path)."""
+        self.trades[combo] += 1
+        if ret > 0:
+            self.wins[combo] += 1
+            self.win_sum[combo] += ret
+        else:
+            self.loss_sum[combo] += ret
+
+    def fraction_of(self, combo: int) -> float:
+        """`fraction` for one combination, on scalars (numpy calls cost more than the arithmetic here)."""
+        trades, wins = float(self.trades[combo]), float(self.wins[combo])
+        if wins == 0:
+            return -1.0
+        p = wins / trades
+        if trades == wins:
+            return p
+        avg_win = float(self.win_sum[combo]) / wins
+        avg_loss = -float(self.loss_sum[combo]) / (trades - wins)
+        return min(max(p - (1.0 - p) * avg_loss / avg_win, -1.0), 1.0)
+
     def fraction(self, combos: np.ndarray) -> np.ndarray:
         """Kelly f* = p - q / b from the closed trades so far; see metrics.kelly_fraction."""
         trades = self.trades[combos]

@@ -63,7 +63,6 @@ __all__ = [
 @dataclass(frozen=True)
 class SimOutput:
     trades: TradeArrays
-    n_combos: int
 
 
 def _position_budget(
@@ -274,7 +273,7 @@ def simulate_indexed(
         still = tradable & (reason != ExitReason.END_OF_DATA)
         active = active[still]
 
-    return SimOutput(trades=_collect_trades(parts), n_combos=m)
+    return SimOutput(trades=_collect_trades(parts))
 
 
 def _collect_trades(parts: list[tuple[np.ndarray, ...]]) -> TradeArrays:
@@ -288,10 +287,11 @@ def _collect_trades(parts: list[tuple[np.ndarray, ...]]) -> TradeArrays:
     return TradeArrays(**values)
 
 
-def equity_curves(
-    bars: BarArrays, trades: TradeArrays, combos: np.ndarray, settings: SimSettings
-) -> np.ndarray:
-    """Equity of the given combinations marked at each close, shape (n_bars, len(combos)).
+def equity_curves(bars: BarArrays, trades: TradeArrays, n_combos: int, settings: SimSettings) -> np.ndarray:
+    """Equity of combinations 0..n_combos-1 marked at each close, shape (n_bars, n_combos).
+
+    `trades` must be those of exactly these combinations, grouped by combination and ordered by entry, as
+    `simulate` returns them (`TradeArrays` documents that order).
 
     A combination's book is a run of segments: flat (cash only) until the first entry bar, in position
     (cash after paying the entry, plus units valued at each close) until the exit bar, flat again, and so
@@ -299,19 +299,10 @@ def equity_curves(
     cheaper than scattering cash flows into an (n, m) grid and summing it. The result is a transposed
     view (F-ordered), so each combination's curve is contiguous for the metrics that scan along time.
     """
-    n, m = len(bars), int(combos.shape[0])
-    column = np.full(int(combos.max()) + 1 if m else 0, -1, dtype=np.int64)
-    column[combos] = np.arange(m)
-    in_range = trades.combo < column.shape[0]
-    rows = np.where(in_range, column[np.where(in_range, trades.combo, 0)], -1)
-    picked = np.flatnonzero(rows >= 0)
-    # Trades stay grouped by combination and ordered by entry (selection preserves order).
-    col = rows[picked]
-    order = np.lexsort((trades.entry_bar[picked], col))
-    picked, col = picked[order], col[order]
-    entry, exit_ = trades.entry_bar[picked], trades.exit_bar[picked]
-    size, pnl = trades.size[picked], trades.pnl[picked]
-    cost = size * trades.entry_price[picked] * (1.0 + settings.cost_rate)
+    n, m = len(bars), n_combos
+    col, entry, exit_ = trades.combo, trades.entry_bar, trades.exit_bar
+    size, pnl = trades.size, trades.pnl
+    cost = size * trades.entry_price * (1.0 + settings.cost_rate)
 
     counts = np.bincount(col, minlength=m)
     first = np.concatenate(([0], np.cumsum(counts)[:-1]))  # index of each combination's first trade

@@ -119,23 +119,29 @@ class Submitter:
     def send_in_waves(
         self, jobs: list[Job], depth: int, on_tick: Callable[[], bool], poll_s: float = 0.2
     ) -> None:
-        """Send jobs while keeping at most `depth` visible per queue; `on_tick` returns False to stop."""
+        """Send jobs while keeping at most `depth` visible in their queue; `on_tick` returns False to stop.
+
+        A batch has one priority, so all its jobs go to one queue (the priority queue or the job queue).
+        """
+        if not jobs:
+            return
         sqs = self.clients.client("sqs")
-        queue: list[Job] = list(jobs)
-        while queue:
-            url = self.queue_for(queue[0])
-            visible = int(
-                sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
-                    "Attributes"
-                ]["ApproximateNumberOfMessages"]
+        url = self.queue_for(jobs[0])
+        sent = 0
+        while sent < len(jobs):
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
             )
-            room = min(10, depth - visible, len(queue))
+            room = min(
+                10, depth - int(attributes["Attributes"]["ApproximateNumberOfMessages"]), len(jobs) - sent
+            )
             if room > 0:
-                wave = [queue.pop(0) for _ in range(room) if queue and self.queue_for(queue[0]) == url]
+                wave = jobs[sent : sent + room]
                 sqs.send_message_batch(
                     QueueUrl=url,
                     Entries=[{"Id": str(i), "MessageBody": encode_job(job)} for i, job in enumerate(wave)],
                 )
+                sent += room
                 continue
             if not on_tick():
                 return

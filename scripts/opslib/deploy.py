@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,21 @@ def build_context(args: argparse.Namespace) -> DeployContext:
     return DeployContext(clients, config, config.names(account_id=account), region, account)
 
 
+@contextmanager
+def setup_errors_exit(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """Turn missing credentials and setup errors (reading config, reading AWS state) into exit status 2."""
+    try:
+        yield
+    except NoCredentialsError:
+        parser.exit(
+            2,
+            f"{parser.prog}: error: no AWS credentials: configure them (or OIDC in GitHub Actions), "
+            "or pass --endpoint-url for the local emulator.\n",
+        )
+    except (ConfigurationError, ClientError, BotoCoreError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+
+
 def run_unit(
     planner: Callable[[DeployContext], Plan],
     argv: Sequence[str] | None,
@@ -174,17 +190,9 @@ def run_unit(
     """The main() of a deploy script: plan, show, confirm, apply. Exit 2 for usage or setup errors."""
     parser = parser or common_parser(description)
     args = parser.parse_args(argv)
-    try:
+    with setup_errors_exit(parser):
         ctx = build_context(args)
         plan = planner(ctx)
-    except NoCredentialsError:
-        parser.exit(
-            2,
-            f"{parser.prog}: error: no AWS credentials: configure them (or OIDC in GitHub Actions), "
-            "or pass --endpoint-url for the local emulator.\n",
-        )
-    except (ConfigurationError, ClientError, BotoCoreError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     show(plan, args)
     if plan.is_empty or args.dry_run:
         return 0

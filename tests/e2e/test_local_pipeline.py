@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -113,6 +112,17 @@ class LocalBatch:
         result: dict[str, Any] = self.store.get_json(str(self.store.get_batch(self.batch)["summary_key"]))
         return result
 
+    def in_queues(self) -> int:
+        """Messages still waiting or in flight in the job and result queues."""
+        names = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+        total = 0
+        for queue in (self.names.job_queue, self.names.result_queue):
+            attrs = self.clients.client("sqs").get_queue_attributes(
+                QueueUrl=self.urls[queue], AttributeNames=list(names)
+            )["Attributes"]
+            total += sum(int(attrs[n]) for n in names)
+        return total
+
     def dead_letters(self) -> int:
         attrs = self.clients.client("sqs").get_queue_attributes(
             QueueUrl=self.urls[self.names.dead_letter_queue], AttributeNames=["ApproximateNumberOfMessages"]
@@ -174,7 +184,8 @@ def test_every_message_delivered_twice_changes_no_count(local: LocalBatch) -> No
     assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
     expected = len(rows_by_key(sequential_rows(local.spec, local.jobs)))
     assert batch["backtests"] == expected
-    time.sleep(2)  # let the second copies land too: the counts must not move
+    # Every copy processed (job and result queues empty, nothing in flight): the counts must not move.
+    assert wait_until(lambda: local.in_queues() == 0, 60)
     again = local.store.get_batch(local.batch)
     assert (again["succeeded"], again["failed"], again["backtests"]) == (len(local.jobs), 0, expected)
 
@@ -222,18 +233,25 @@ def test_a_job_that_always_fails_retryably_ends_failed_once_in_the_dlq(local: Lo
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(local: LocalBatch) -> None:
-    victim, survivor = local.start_workers(2)
+    # The victim's S3 reads take 5 s; once it has marked a job RUNNING it is stuck reading that job's bars,
+    # so it provably holds the message when it is killed.
+    (victim,) = local.start_workers(1, **{FAULTS_ENV: "s3.GetObject=delay:5"})
     local.start_collector()
     local.send(local.jobs)
-    assert wait_until(
-        lambda: any(
-            j["status"] == "RUNNING" or j["status"] == "SUCCEEDED" for j in local.store.list_jobs(local.batch)
-        ),
-        30,
-    )
+
+    def held_by_victim() -> bool:
+        return any(
+            j["status"] == "RUNNING" and str(j.get("worker", "")).endswith(f":{victim.pid}")
+            for j in local.store.list_jobs(local.batch)
+        )
+
+    assert wait_until(held_by_victim, 30, every_s=0.05)
     os.kill(victim.pid, signal.SIGKILL)
+    (survivor,) = local.start_workers(1)
     batch = local.wait_complete()
     assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
+    # The job the victim held came back after the visibility timeout and ran again.
+    assert max(j["attempts"] for j in local.store.list_jobs(local.batch)) >= 2
     assert survivor.is_alive() and not victim.is_alive()
 
 

@@ -56,14 +56,7 @@ def test_empty_backtest_renders(bars: pd.DataFrame) -> None:
 def test_sweep_report_snapshot(bars: pd.DataFrame) -> None:
     frame = run_sweep(bars, "SMA_Crossover", {"fast": [5, 10, 15], "slow": [20, 40]}, CONFIG)
     info = frame.attrs["info"]
-    run = RunInfo(
-        **{
-            **info,
-            "start": pd.Timestamp(info["start"]),
-            "end": pd.Timestamp(info["end"]),
-            "notes": tuple(info["notes"]),
-        }
-    )
+    run = RunInfo.from_dict(info)
     text = render_sweep(
         frame, strategy="SMA_Crossover", param_names=["fast", "slow"], rank="sharpe", config=CONFIG, info=run
     )

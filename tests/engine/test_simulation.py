@@ -266,7 +266,7 @@ def test_equity_curve_marks_position_at_each_close() -> None:
     bars = make_bars(rows)
     sim = settings(commission_rate=0.001)
     out = simulate(bars, signal(6, [1]), signal(6, [3]), sim)
-    equity = equity_curves(bars, out.trades, np.arange(1), sim)[:, 0]
+    equity = equity_curves(bars, out.trades, 1, sim)[:, 0]
     units = 1000 / (100 * 1.001)
     expected = [1000, 1000, 1000 - units * 100 * 1.001 + units * 102, 1000 - 1000 + units * 105]
     np.testing.assert_allclose(equity[:4], expected)
@@ -309,7 +309,7 @@ def test_vectorised_simulation_equals_reference_loop(config: dict[str, Any], sca
     mask = rng.random(600) < 0.8
     sim = settings(**config)
     out = simulate(bars, entries, exits, sim, mask, scalar_below=scalar_below)
-    equity = equity_curves(bars, out.trades, np.arange(12), sim)
+    equity = equity_curves(bars, out.trades, 12, sim)
     for k in range(12):
         ref = reference_backtest(bars, entries[:, k], exits[:, k], sim, mask)
         got = out.trades.for_combo(k)

@@ -287,14 +287,21 @@ def decode_result(body: str | bytes) -> ResultMessage:
 
 def failure_message(job: Job, exc: BaseException) -> FailureMessage:
     """The failed-result message of `job` for `exc`, with its retry classification."""
+    return failure_for(job.batch_id, job.job_id, job.attempt, exc, retryable=is_retryable(exc))
+
+
+def failure_for(
+    batch_id: str, job_id: str, attempt: int, exc: BaseException, *, retryable: bool
+) -> FailureMessage:
+    """A failed-result message from ids alone (for a job body too malformed to decode)."""
     return {
         "version": MESSAGE_VERSION,
         "kind": "failure",
-        "job_id": job.job_id,
-        "batch_id": job.batch_id,
+        "job_id": job_id,
+        "batch_id": batch_id,
         "status": JobStatus.FAILED.value,
-        "attempt": job.attempt,
-        "error": {"type": type(exc).__name__, "message": str(exc), "retryable": is_retryable(exc)},
+        "attempt": attempt,
+        "error": {"type": type(exc).__name__, "message": str(exc), "retryable": retryable},
     }
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,33 +17,40 @@ from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
 DEFAULT_REGION = "ap-northeast-2"  # Seoul, where Upbit's users are
-# Opt-in fault injection for reliability tests: "s3.GetObject=2,sqs.SendMessage=1" makes the first 2 (resp. 1)
-# such calls of this process fail with a connection error, as a flaky network would. Never set in production.
+# Opt-in fault injection for reliability tests, never set in production. "s3.GetObject=2,sqs.SendMessage=1"
+# makes the first 2 (resp. 1) such calls of this process fail with a connection error, as a flaky network
+# would; "s3.GetObject=delay:5" makes every such call wait 5 s first, as a slow network would.
 FAULTS_ENV = "MAKENAIDE_INJECT_FAULTS"
 
 
 class FaultInjector:
-    """Fails the first N calls of chosen operations at the botocore boundary (before the request is sent)."""
+    """Fails, or delays, calls of chosen operations at the botocore boundary (before the request is sent)."""
 
     def __init__(self, spec: str) -> None:
         self.budget: Counter[str] = Counter()
+        self.delay: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
-            name, _, count = part.partition("=")
-            self.budget[name.strip()] = int(count or 1)
+            name, _, value = (x.strip() for x in part.partition("="))
+            if value.startswith("delay:"):
+                self.delay[name] = float(value.removeprefix("delay:"))
+            else:
+                self.budget[name] = int(value or 1)
 
     def attach(self, client: Any, service: str) -> None:
-        for name in list(self.budget):
+        for name in {*self.budget, *self.delay}:
             target_service, _, operation = name.partition(".")
             if target_service == service:
                 client.meta.events.register(f"before-call.{service}.{operation}", self._hook(name))
 
     def _hook(self, name: str) -> Any:
-        def fail(**_: Any) -> None:
+        def inject(**_: Any) -> None:
+            if name in self.delay:
+                time.sleep(self.delay[name])
             if self.budget[name] > 0:
                 self.budget[name] -= 1
                 raise EndpointConnectionError(endpoint_url=f"injected fault ({name})")
 
-        return fail
+        return inject
 
 
 @dataclass(frozen=True)

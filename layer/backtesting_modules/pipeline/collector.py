@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from ..jobs.messages import decode_failure, decode_result, message_kind
@@ -22,6 +22,7 @@ from ..jobs.planner import result_key
 from ..metrics import HIGHER_IS_BETTER
 from . import names
 from .clients import ClientFactory
+from .digest import compute_digest, merge_groups, ranked
 from .names import HandlerEnv
 from .store import Store, now_iso
 
@@ -33,7 +34,7 @@ class Collector:
     clients: ClientFactory
     env: HandlerEnv
 
-    @property
+    @cached_property
     def store(self) -> Store:
         return Store(self.clients, self.env.table, self.env.bucket)
 
@@ -127,7 +128,7 @@ class Collector:
             if j.get("status") == "FAILED"
         ]
         higher = HIGHER_IS_BETTER.get(metric, True)
-        ranked = _ranked([row for d in digests for row in d["top"]], metric, higher)
+        top = ranked([row for d in digests for row in d["top"]], metric, higher)
         return {
             "version": 1,
             "batch_id": batch_id,
@@ -141,7 +142,7 @@ class Collector:
                 "failed": int(batch["failed"]),
             },
             "backtests": int(batch["backtests"]),
-            "ranking": {"metric": metric, "higher_is_better": higher, "top": ranked[:top_n]},
+            "ranking": {"metric": metric, "higher_is_better": higher, "top": top[:top_n]},
             "by_strategy": merge_groups(digests, "strategy", metric, higher),
             "by_symbol": merge_groups(digests, "symbol", metric, higher),
             "failures": failures,
@@ -162,49 +163,3 @@ class Collector:
             Namespace=self.env.metric_namespace,
             MetricData=[{"MetricName": n, "Value": float(v), "Unit": u} for n, v, u in data],
         )
-
-
-def _ranked(rows: list[dict[str, Any]], metric: str, higher: bool) -> list[dict[str, Any]]:
-    valid = [r for r in rows if r["metrics"].get(metric) is not None]
-    return sorted(valid, key=lambda r: r["metrics"][metric], reverse=higher)
-
-
-def compute_digest(rows: list[dict[str, Any]], metric: str, higher: bool, top: int) -> dict[str, Any]:
-    """The top `top` rows by `metric` and, per strategy and per symbol, count, best, sum and valid count
-    (all mergeable across jobs: a batch's mean is the sum of sums over the sum of valid counts)."""
-    groups: dict[str, dict[str, dict[str, Any]]] = {"strategy": {}, "symbol": {}}
-    for row in rows:
-        value = row["metrics"].get(metric)
-        for key in ("strategy", "symbol"):
-            group = groups[key].setdefault(str(row[key]), {"count": 0, "valid": 0, "sum": 0.0, "best": None})
-            group["count"] += 1
-            if value is not None:
-                group["valid"] += 1
-                group["sum"] += float(value)
-                best = group["best"]
-                group["best"] = value if best is None or (value > best if higher else value < best) else best
-    return {"top": _ranked(rows, metric, higher)[:top], "groups": groups}
-
-
-def merge_groups(digests: list[dict[str, Any]], key: str, metric: str, higher: bool) -> list[dict[str, Any]]:
-    merged: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"count": 0, "valid": 0, "sum": 0.0, "best": None}
-    )
-    for digest in digests:
-        for name, group in digest["groups"][key].items():
-            into = merged[name]
-            into["count"] += group["count"]
-            into["valid"] += group["valid"]
-            into["sum"] += group["sum"]
-            best, other = into["best"], group["best"]
-            if other is not None and (best is None or (other > best if higher else other < best)):
-                into["best"] = other
-    return [
-        {
-            key: name,
-            "backtests": g["count"],
-            f"best_{metric}": g["best"],
-            f"mean_{metric}": g["sum"] / g["valid"] if g["valid"] else None,
-        }
-        for name, g in sorted(merged.items())
-    ]

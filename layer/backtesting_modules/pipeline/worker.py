@@ -16,17 +16,18 @@ import os
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..jobs.messages import MESSAGE_VERSION, MessageError, decode_job, encode_failure, encode_result
+from ..jobs.messages import MessageError, decode_job, encode_failure, encode_result, failure_for
 from ..jobs.planner import Job
 from ..jobs.runner import is_retryable, run_job
 from ..metrics import HIGHER_IS_BETTER
 from .clients import ClientFactory
-from .collector import compute_digest
+from .digest import compute_digest
 from .names import HandlerEnv, digest_key
 from .store import Store, StoreError
 
@@ -52,7 +53,7 @@ class Worker:
     # Bars keys are content-addressed (immutable), so a container keeps them for its whole life.
     _bars: OrderedDict[str, pd.DataFrame] = field(default_factory=OrderedDict)
 
-    @property
+    @cached_property
     def store(self) -> Store:
         return Store(self.clients, self.env.table, self.env.bucket)
 
@@ -135,14 +136,6 @@ class Worker:
             and isinstance(raw.get("batch_id"), str)
             and isinstance(raw.get("job_id"), str)
         ):
-            failure = {
-                "version": MESSAGE_VERSION,
-                "kind": "failure",
-                "job_id": raw["job_id"],
-                "batch_id": raw["batch_id"],
-                "status": "FAILED",
-                "attempt": 1,
-                "error": {"type": type(exc).__name__, "message": str(exc), "retryable": False},
-            }
+            failure = failure_for(raw["batch_id"], raw["job_id"], 1, exc, retryable=False)
             self._send(json.dumps(failure))
         self._to_dead_letters(body, exc)

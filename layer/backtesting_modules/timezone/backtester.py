@@ -160,7 +160,6 @@ class TimezoneBacktester:
         return plain, gated, compare_gated(plain.metrics, gated.result.metrics)
 
     def _per_bar_rules(self, bars: BarArrays, sessions: pd.DataFrame) -> _BarRules:
-        n = len(bars)
         multiplier = (
             sessions["position_multiplier"].to_numpy(dtype=float) if self.scale_by_condition else None
         )
@@ -169,7 +168,7 @@ class TimezoneBacktester:
         hours = sessions["max_hold_hours"].to_numpy(dtype=float)
         hold = np.ceil(hours * 3600.0 / bars.interval_seconds()).astype(np.int64)
         ladders = [self.analyzer.ladder_for(style) for style in sessions["style"].to_numpy()]
-        return _BarRules(multiplier, sessions["stop_loss"].to_numpy(dtype=float), ladders, hold[:n])
+        return _BarRules(multiplier, sessions["stop_loss"].to_numpy(dtype=float), ladders, hold)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from backtesting_modules.pipeline.collector import compute_digest, merge_groups
+from backtesting_modules.pipeline.digest import compute_digest, merge_groups
 
 
 def _rows(n: int, seed: int) -> list[dict[str, object]]:

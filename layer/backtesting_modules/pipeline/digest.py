@@ -1,0 +1,55 @@
+"""Result digests: a job's top rows and per-strategy / per-symbol aggregates in a mergeable form, so a
+batch summary reads a few kilobytes per job instead of every row. Written by whoever holds the rows (the
+worker for a big result, the collector for an inline one); merged by the collector.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+
+def ranked(rows: list[dict[str, Any]], metric: str, higher: bool) -> list[dict[str, Any]]:
+    valid = [r for r in rows if r["metrics"].get(metric) is not None]
+    return sorted(valid, key=lambda r: r["metrics"][metric], reverse=higher)
+
+
+def compute_digest(rows: list[dict[str, Any]], metric: str, higher: bool, top: int) -> dict[str, Any]:
+    """The top `top` rows by `metric` and, per strategy and per symbol, count, best, sum and valid count
+    (all mergeable across jobs: a batch's mean is the sum of sums over the sum of valid counts)."""
+    groups: dict[str, dict[str, dict[str, Any]]] = {"strategy": {}, "symbol": {}}
+    for row in rows:
+        value = row["metrics"].get(metric)
+        for key in ("strategy", "symbol"):
+            group = groups[key].setdefault(str(row[key]), {"count": 0, "valid": 0, "sum": 0.0, "best": None})
+            group["count"] += 1
+            if value is not None:
+                group["valid"] += 1
+                group["sum"] += float(value)
+                best = group["best"]
+                group["best"] = value if best is None or (value > best if higher else value < best) else best
+    return {"top": ranked(rows, metric, higher)[:top], "groups": groups}
+
+
+def merge_groups(digests: list[dict[str, Any]], key: str, metric: str, higher: bool) -> list[dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"count": 0, "valid": 0, "sum": 0.0, "best": None}
+    )
+    for digest in digests:
+        for name, group in digest["groups"][key].items():
+            into = merged[name]
+            into["count"] += group["count"]
+            into["valid"] += group["valid"]
+            into["sum"] += group["sum"]
+            best, other = into["best"], group["best"]
+            if other is not None and (best is None or (other > best if higher else other < best)):
+                into["best"] = other
+    return [
+        {
+            key: name,
+            "backtests": g["count"],
+            f"best_{metric}": g["best"],
+            f"mean_{metric}": g["sum"] / g["valid"] if g["valid"] else None,
+        }
+        for name, g in sorted(merged.items())
+    ]
