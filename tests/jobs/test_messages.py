@@ -27,6 +27,7 @@ from backtesting_modules.jobs import (
     plan_jobs,
     result_key,
 )
+from backtesting_modules.jobs.results import compute_columns, compute_rows, decode_result_body
 
 
 def a_job(**change: Any) -> Any:
@@ -58,7 +59,8 @@ def a_result(rows: int = 2) -> JobResult:
         "metrics": {"sharpe": 1.5, "cagr": None},
         "extras": {},
     }
-    return JobResult("j-1", "b-1", JobStatus.SUCCEEDED, tuple([row] * rows), rows, 0.25, "sharpe", row)
+    columns = compute_columns([row] * rows)
+    return JobResult("j-1", "b-1", JobStatus.SUCCEEDED, columns, rows, 0.25, "sharpe", row)
 
 
 def test_job_round_trip() -> None:
@@ -129,33 +131,76 @@ def test_malformed_job_bodies_name_the_field(body: str, expected: str) -> None:
 
 
 def test_small_result_travels_inline() -> None:
-    message, stored = encode_result(a_result())
+    result = a_result()
+    message, stored = encode_result(result)
     assert stored is None and message["result_key"] is None
-    assert message["rows"] is not None and len(message["rows"]) == 2
+    assert message["columns"] is not None and compute_rows(message["columns"]) == list(result.rows)
     assert decode_result(json.dumps(message)) == message
-    assert set(message) == set(RESULT_SCHEMA["required"])
+    assert set(message) == set(RESULT_SCHEMA["required"]) and message["version"] == 2
 
 
 def test_big_result_goes_to_storage_with_its_key() -> None:
-    result = a_result(rows=5000)
+    result = a_result(rows=50_000)
     message, stored = encode_result(result, inline_limit=200_000)
-    assert stored is not None and len(stored) > 200_000
-    assert message["rows"] is None and message["result_key"] == result_key("b-1", "j-1")
-    assert message["best"] == result.best and message["backtests"] == 5000
+    assert stored is not None
+    assert message["columns"] is None and message["result_key"] == result_key("b-1", "j-1")
+    assert message["best"] == result.best and message["backtests"] == 50_000
     assert len(json.dumps(message)) < 10_000
-    full = decode_result(stored)
-    assert full["rows"] is not None and len(full["rows"]) == 5000
+    document = decode_result_body(stored)
+    assert document["rows"] == 50_000 and document["job_id"] == "j-1"
+    assert compute_rows(document["columns"]) == list(result.rows)
     assert decode_result(json.dumps(message))["result_key"] == message["result_key"]
 
 
-def test_result_without_rows_or_key_is_rejected() -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"columns": None}, "columns: null without a result_key"),
+        ({"version": 1}, "message version 1 is not supported"),
+        ({"rows": []}, "rows: unknown field"),
+        (
+            {"columns": {"strategy": ["S"], "symbol": ["X"], "params": {}, "extras": None}},
+            "columns.metrics: missing",
+        ),
+        (
+            {
+                "columns": {
+                    "strategy": ["S"],
+                    "symbol": ["X", "Y"],
+                    "params": {},
+                    "metrics": {},
+                    "extras": None,
+                }
+            },
+            "columns.symbol: expected a list of 1 values",
+        ),
+        (
+            {
+                "columns": {
+                    "strategy": ["S"],
+                    "symbol": ["X"],
+                    "params": {},
+                    "metrics": {"sharpe": []},
+                    "extras": None,
+                }
+            },
+            "columns.metrics.sharpe: expected a list of 1 values",
+        ),
+    ],
+    ids=[
+        "no-columns-no-key",
+        "old-version",
+        "v1-rows-field",
+        "metrics-missing",
+        "short-symbol",
+        "short-metric",
+    ],
+)
+def test_malformed_results_name_the_field(change: dict[str, Any], expected: str) -> None:
     message, _ = encode_result(a_result())
-    with pytest.raises(MessageError, match="rows: null without a result_key"):
-        decode_result(json.dumps({**message, "rows": None}))
-    with pytest.raises(MessageError, match=r"rows\[0\]\.metrics: missing"):
-        decode_result(
-            json.dumps({**message, "rows": [{"strategy": "S", "symbol": "X", "params": {}, "extras": {}}]})
-        )
+    with pytest.raises(MessageError) as info:
+        decode_result(json.dumps({**message, **change}))
+    assert expected in str(info.value)
 
 
 def test_failure_message_carries_the_retry_classification() -> None:

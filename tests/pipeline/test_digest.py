@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from backtesting_modules.pipeline.digest import compute_digest, merge_groups
+from backtesting_modules.jobs.results import compute_columns
+from backtesting_modules.pipeline.digest import compute_digest, merge_groups, ranked
 
 
 def _rows(n: int, seed: int) -> list[dict[str, object]]:
@@ -15,6 +16,7 @@ def _rows(n: int, seed: int) -> list[dict[str, object]]:
             "symbol": rng.choice(["X", "Y", "Z"]),
             "params": {"k": i},
             "metrics": {"sharpe": None if i % 7 == 0 else rng.uniform(-2, 3)},
+            "extras": {},
         }
         for i in range(n)
     ]
@@ -23,8 +25,9 @@ def _rows(n: int, seed: int) -> list[dict[str, object]]:
 def test_merged_digests_equal_one_digest_of_all_rows() -> None:
     parts = [_rows(50, seed) for seed in range(4)]
     everything = [r for part in parts for r in part]
-    whole = compute_digest(everything, "sharpe", True, 10)
-    digests = [compute_digest(part, "sharpe", True, 10) for part in parts]
+    whole = compute_digest(compute_columns(everything), "sharpe", True, 10)
+    assert whole["top"] == ranked(everything, "sharpe", True)[:10]
+    digests = [compute_digest(compute_columns(part), "sharpe", True, 10) for part in parts]
     merged_top = sorted(
         (r for d in digests for r in d["top"]), key=lambda r: r["metrics"]["sharpe"], reverse=True
     )
@@ -40,6 +43,6 @@ def test_merged_digests_equal_one_digest_of_all_rows() -> None:
 
 def test_lower_is_better_metric_keeps_the_minimum() -> None:
     rows = _rows(30, 9)
-    digest = compute_digest(rows, "sharpe", False, 3)
+    digest = compute_digest(compute_columns(rows), "sharpe", False, 3)
     values = [r["metrics"]["sharpe"] for r in digest["top"]]
     assert values == sorted(values)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pandas as pd
 import pytest
 
 from backtesting_modules.data import synthetic_bars
+from backtesting_modules.jobs.results import (
+    ResultBodyError,
+    compute_columns,
+    decode_result_body,
+    encode_result_body,
+    result_frame,
+)
 from backtesting_modules.pipeline.store import MissingObjectError, decode_bars, encode_bars
 from opslib.resources import ensure_stack
 from tests.pipeline.conftest import Stack
@@ -67,3 +76,36 @@ def test_job_records_expire_by_ttl(stack: Stack) -> None:
     stack.store.put_pending_jobs("b1", [{"job_id": "j1", "strategy": "S", "symbols": ["X"]}])
     job = stack.store.list_jobs("b1")[0]
     assert job["ttl"] > 0 and "ttl" not in stack.store.get_batch("b1")
+
+
+def test_result_body_round_trips_through_s3_as_stored_bytes(stack: Stack) -> None:
+    rows = [
+        {
+            "strategy": "S",
+            "symbol": "KRW-BTC",
+            "params": {"fast": f},
+            "metrics": {"sharpe": f / 10},
+            "extras": {},
+        }
+        for f in range(300)
+    ]
+    body = encode_result_body("b1", "j1", compute_columns(rows))
+    stack.store.put_result_body("results/b1/j1.json.gz", body)
+    assert stack.store.get_bytes("results/b1/j1.json.gz") == body  # gzip bytes, not decoded on the way
+    frame = result_frame(stack.store.get_bytes("results/b1/j1.json.gz"))
+    assert list(frame.columns) == ["job_id", "strategy", "symbol", "param.fast", "sharpe"]
+    assert frame["param.fast"].tolist() == list(range(300)) and frame["job_id"].eq("j1").all()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"not gzip", "not gzip-compressed JSON"),
+        (gzip.compress(b'{"version": 1, "rows": []}'), "version 1 is not 2"),
+        (gzip.compress(b'{"version": 2}'), "has no columns"),
+    ],
+    ids=["not-gzip", "old-version", "no-columns"],
+)
+def test_unreadable_result_bodies_say_what_is_wrong(body: bytes, expected: str) -> None:
+    with pytest.raises(ResultBodyError, match=expected):
+        decode_result_body(body)

@@ -2,8 +2,9 @@
 
 Owns the message shapes (`TypedDict`s and the JSON schemas `JOB_SCHEMA`, `RESULT_SCHEMA`, `FAILURE_SCHEMA`),
 their encoding and their strict decoding: a malformed body raises `MessageError` naming the field. Pure: a
-result too big to travel inline is returned as bytes for the caller to store under `result_key`; this module
-never writes it. Bars never travel in messages, only their storage keys.
+result too big to travel inline is returned as a stored body (`jobs.results`, gzip columnar JSON) for the
+caller to write under `result_key`; this module never writes it. Bars never travel in messages, only their
+storage keys. Jobs and failures are version 1; results are version 2 (rows as columns).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import json
 from typing import Any, Literal, TypedDict
 
 from .planner import Job, result_key
+from .results import RESULT_BODY_VERSION, ResultColumns, count_rows, encode_result_body
 from .runner import JobResult, JobStatus, is_retryable
 from .spec import JobError, JobType, Priority
 
 MESSAGE_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+RESULT_VERSION = RESULT_BODY_VERSION  # v2: rows travel as columns (v1 carried a list of row objects)
 DEFAULT_INLINE_LIMIT = 200_000  # bytes; SQS allows 256 KB per message, the rest is headroom for attributes
 
 
@@ -73,7 +76,7 @@ class ResultMessage(TypedDict):
     engine_seconds: float
     ranking_metric: str
     best: RowWire | None
-    rows: list[RowWire] | None
+    columns: ResultColumns | None
     result_key: str | None
 
 
@@ -100,6 +103,18 @@ _ROW_SCHEMA: dict[str, Any] = {
         "params": {"type": "object"},
         "metrics": {"type": "object"},
         "extras": {"type": "object"},
+    },
+}
+_COLUMNS_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "required": ["strategy", "symbol", "params", "metrics", "extras"],
+    "properties": {
+        "strategy": {"type": "array", "items": _STR},
+        "symbol": {"type": "array", "items": _STR},
+        "params": {"type": "object"},
+        "metrics": {"type": "object"},
+        "extras": {"type": ["array", "null"], "items": {"type": "object"}},
     },
 }
 _HEADER: dict[str, Any] = {
@@ -152,13 +167,14 @@ RESULT_SCHEMA: dict[str, Any] = {
     "required": list(ResultMessage.__annotations__),
     "properties": {
         **_HEADER,
+        "version": {"type": "integer", "enum": [RESULT_VERSION]},
         "kind": {"type": "string", "enum": ["result"]},
         "status": {"type": "string", "enum": [JobStatus.SUCCEEDED.value]},
         "backtests": _INT0,
         "engine_seconds": {"type": "number", "minimum": 0},
         "ranking_metric": _STR,
         "best": {"type": ["object", "null"], **{k: v for k, v in _ROW_SCHEMA.items() if k != "type"}},
-        "rows": {"type": ["array", "null"], "items": _ROW_SCHEMA},
+        "columns": _COLUMNS_SCHEMA,
         "result_key": {"type": ["string", "null"]},
     },
 }
@@ -244,7 +260,7 @@ def decode_job(body: str | bytes) -> Job:
 
 def result_message(result: JobResult) -> ResultMessage:
     return {
-        "version": MESSAGE_VERSION,
+        "version": RESULT_VERSION,
         "kind": "result",
         "job_id": result.job_id,
         "batch_id": result.batch_id,
@@ -253,7 +269,7 @@ def result_message(result: JobResult) -> ResultMessage:
         "engine_seconds": result.engine_seconds,
         "ranking_metric": result.ranking_metric,
         "best": result.best,  # type: ignore[typeddict-item]
-        "rows": list(result.rows),  # type: ignore[arg-type]
+        "columns": result.columns,
         "result_key": None,
     }
 
@@ -261,27 +277,40 @@ def result_message(result: JobResult) -> ResultMessage:
 def encode_result(
     result: JobResult, *, inline_limit: int = DEFAULT_INLINE_LIMIT
 ) -> tuple[ResultMessage, bytes | None]:
-    """The result message, and the full body to store at `result_key` when the message would exceed
-    `inline_limit` bytes (then the message keeps `best` but its `rows` are None)."""
+    """The result message, and — when the message would exceed `inline_limit` bytes — the stored body to
+    write at `result_key` (then the message keeps `best` but its `columns` are None)."""
     message = result_message(result)
-    body = _dumps(message).encode("utf-8")
-    if len(body) <= inline_limit:
+    columns_json = _dumps(result.columns)
+    if len(columns_json) + 2_000 <= inline_limit:  # 2 kB: the header and the best row
         return message, None
     pointer: ResultMessage = {
         **message,
-        "rows": None,
+        "columns": None,
         "result_key": result_key(result.batch_id, result.job_id),
     }
-    return pointer, body
+    return pointer, encode_result_body(result.batch_id, result.job_id, result.columns, columns_json)
 
 
 def decode_result(body: str | bytes) -> ResultMessage:
-    """Parse and check a result message (or a stored full result body)."""
-    raw = _loads(body, RESULT_SCHEMA)
-    if raw["rows"] is None and raw["result_key"] is None:
+    """Parse and check a result message; inline columns must all have one entry per row."""
+    raw = _loads(body, RESULT_SCHEMA, versions=(RESULT_VERSION,))
+    columns = raw["columns"]
+    if columns is None and raw["result_key"] is None:
         raise MessageError(
-            "rows: null without a result_key; a result carries its rows or the key of their body."
+            "columns: null without a result_key; a result carries its rows or the key of their body."
         )
+    if columns is not None:
+        n = count_rows(columns)
+        named = [("symbol", columns["symbol"])]
+        named += [(f"params.{k}", v) for k, v in columns["params"].items()]
+        named += [(f"metrics.{k}", v) for k, v in columns["metrics"].items()]
+        if columns["extras"] is not None:
+            named.append(("extras", columns["extras"]))
+        for name, values in named:
+            if not isinstance(values, list) or len(values) != n:
+                raise MessageError(
+                    f"columns.{name}: expected a list of {n} values (one per row, like columns.strategy)."
+                )
     return raw  # type: ignore[return-value]
 
 
@@ -341,15 +370,18 @@ def _json(body: str | bytes) -> dict[str, Any]:
     return raw
 
 
-def _loads(body: str | bytes, schema: dict[str, Any]) -> dict[str, Any]:
+def _loads(
+    body: str | bytes, schema: dict[str, Any], versions: tuple[int, ...] = SUPPORTED_VERSIONS
+) -> dict[str, Any]:
     raw = _json(body)
     version = raw.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise MessageError(
-            f"version: missing or not an integer ({version!r}); every message carries version 1."
+            f"version: missing or not an integer ({version!r}); every message carries its version "
+            "(jobs and failures 1, results 2)."
         )
-    if version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+    if version not in versions:
+        supported = ", ".join(str(v) for v in versions)
         raise MessageError(
             f"message version {version} is not supported by this worker (supports {supported}): "
             "deploy the matching layer."
@@ -403,7 +435,9 @@ def _check_object(value: dict[str, Any], schema: dict[str, Any], path: str) -> N
     if schema.get("additionalProperties") is False:
         extra = sorted(set(value) - set(properties))
         if extra:
-            raise MessageError(f"{prefix}{extra[0]}: unknown field; this worker reads version 1 fields only.")
+            raise MessageError(
+                f"{prefix}{extra[0]}: unknown field; this layer reads only the fields of docs/messages.md."
+            )
     for key, sub in properties.items():
         if key in value:
             check_schema(value[key], sub, f"{prefix}{key}")

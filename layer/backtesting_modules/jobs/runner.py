@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,18 @@ from ..portfolio import run_portfolio_backtest
 from ..strategies import Strategy, get_strategy
 from ..timezone import SessionGate, TimezoneBacktester
 from .planner import PORTFOLIO_SYMBOL, Job
+from .results import (
+    ResultColumns,
+    best_index,
+    compute_columns,
+    compute_columns_from_frame,
+    compute_rows,
+    concat_columns,
+    count_rows,
+    empty_columns,
+    plain,
+    row_at,
+)
 from .spec import GridAxes, JobError, JobType, combo_table
 
 Row = dict[str, Any]
@@ -62,16 +75,22 @@ def is_retryable(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class JobResult:
-    """The outcome of a job: one row per backtest (JSON-ready: NaN and inf are None) and the best row."""
+    """The outcome of a job: one row per backtest, held as columns (JSON-ready: NaN and inf are None),
+    and the best row by the ranking metric."""
 
     job_id: str
     batch_id: str
     status: JobStatus
-    rows: tuple[Row, ...]
+    columns: ResultColumns
     backtests: int
     engine_seconds: float
     ranking_metric: str
     best: Row | None
+
+    @cached_property
+    def rows(self) -> tuple[Row, ...]:
+        """The rows as objects (for reading and tests; the pipeline moves `columns`)."""
+        return tuple(compute_rows(self.columns))
 
 
 def run_job(job: Job, bars: Mapping[str, pd.DataFrame]) -> JobResult:
@@ -81,41 +100,29 @@ def run_job(job: Job, bars: Mapping[str, pd.DataFrame]) -> JobResult:
     try:
         strategy = get_strategy(job.strategy)
         config = StrategyConfig(**job.config_overrides())
-        rows = _dispatch(job, strategy, config, frames)
+        columns = _dispatch(job, strategy, config, frames)
     except JobFailed:
         raise
     except (BacktestError, TypeError) as exc:
         raise JobFailed(f"job {job.job_id} ({job.strategy} on {', '.join(job.symbols)}): {exc}") from exc
     elapsed = time.perf_counter() - started
+    best = best_index(columns, job.ranking_metric, HIGHER_IS_BETTER.get(job.ranking_metric, True))
     return JobResult(
         job_id=job.job_id,
         batch_id=job.batch_id,
         status=JobStatus.SUCCEEDED,
-        rows=tuple(rows),
-        backtests=_count_backtests(job, rows),
+        columns=columns,
+        backtests=_count_backtests(job, count_rows(columns)),
         engine_seconds=elapsed,
         ranking_metric=job.ranking_metric,
-        best=best_row(rows, job.ranking_metric),
+        best=row_at(columns, best) if best is not None else None,
     )
 
 
-def best_row(rows: list[Row] | tuple[Row, ...], metric: str) -> Row | None:
-    """The row with the best `metric` (direction from HIGHER_IS_BETTER); rows without a value come last."""
-    higher = HIGHER_IS_BETTER.get(metric, True)
-    scored = [r for r in rows if r["metrics"].get(metric) is not None]
-    if not scored:
-        return rows[0] if rows else None
-    return (
-        max(scored, key=lambda r: r["metrics"][metric])
-        if higher
-        else min(scored, key=lambda r: r["metrics"][metric])
-    )
-
-
-def _count_backtests(job: Job, rows: list[Row]) -> int:
+def _count_backtests(job: Job, rows: int) -> int:
     if job.job_type is JobType.PERFORMANCE_COMPARISON:
-        return len(rows) // 2  # the ungated and gated rows of one parameter set count as one backtest
-    return len(rows)
+        return rows // 2  # the ungated and gated rows of one parameter set count as one backtest
+    return rows
 
 
 def _job_bars(job: Job, bars: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -130,11 +137,17 @@ def _job_bars(job: Job, bars: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFr
 
 def _dispatch(
     job: Job, strategy: Strategy, config: StrategyConfig, frames: dict[str, pd.DataFrame]
-) -> list[Row]:
-    params_list = list(_param_sets(job, strategy))
+) -> ResultColumns:
     if job.job_type is JobType.PARAMETER_OPTIMIZATION:
         (symbol,) = job.symbols
-        return _sweep_rows(job, frames[symbol], config, symbol)
+        return _sweep_columns(job, frames[symbol], config, symbol)
+    return compute_columns(_loop_rows(job, strategy, config, frames))
+
+
+def _loop_rows(
+    job: Job, strategy: Strategy, config: StrategyConfig, frames: dict[str, pd.DataFrame]
+) -> list[Row]:
+    params_list = list(_param_sets(job, strategy))
     if job.job_type is JobType.MULTI_STRATEGY:
         return [
             _row(
@@ -170,21 +183,22 @@ def _param_sets(job: Job, strategy: Strategy) -> Iterator[dict[str, Any]]:
         yield {n: table[n][i].item() for n in names}
 
 
-def _sweep_rows(job: Job, frame: pd.DataFrame, config: StrategyConfig, symbol: str) -> list[Row]:
-    rows: list[Row] = []
+def _sweep_columns(job: Job, frame: pd.DataFrame, config: StrategyConfig, symbol: str) -> ResultColumns:
     fixed = job.fixed_params()
+    parts = []
     for box in compute_boxes(job.grid, job.start, job.stop):
         sweep = run_sweep(frame, job.strategy, box, config, fixed=fixed)
-        rows.extend(sweep_rows(sweep, job.strategy, symbol, list(box) + list(fixed)))
-    return rows
+        metrics = [m for m in METRIC_NAMES if m in sweep.columns]
+        parts.append(
+            compute_columns_from_frame(sweep, job.strategy, symbol, list(box) + list(fixed), metrics)
+        )
+    return concat_columns(parts) if parts else empty_columns()
 
 
 def sweep_rows(sweep: pd.DataFrame, strategy: str, symbol: str, param_names: list[str]) -> list[Row]:
     """`run_sweep` output as job rows (parameters as given in the job, metrics JSON-ready)."""
     metric_names = [m for m in METRIC_NAMES if m in sweep.columns]
-    params: list[dict[str, Any]] = sweep[param_names].to_dict("records")  # type: ignore[assignment]
-    metrics: list[dict[str, Any]] = sweep[metric_names].to_dict("records")  # type: ignore[assignment]
-    return [_row(strategy, symbol, p, m) for p, m in zip(params, metrics, strict=True)]
+    return compute_rows(compute_columns_from_frame(sweep, strategy, symbol, param_names, metric_names))
 
 
 def compute_boxes(grid: GridAxes, start: int, stop: int) -> list[dict[str, list[Any]]]:
@@ -228,13 +242,13 @@ def _boxes(
 def _hour_summary(outcome: Any) -> dict[str, Any]:
     analysis = outcome.trade_analysis
     hours = [
-        {"hour": int(hour), **{f: _clean(row[f]) for f in _HOUR_FIELDS}}
+        {"hour": int(hour), **{f: plain(row[f]) for f in _HOUR_FIELDS}}
         for hour, row in analysis.by_hour_local.iterrows()
     ]
     return {
         "zone": analysis.zone,
         "by_hour_local": hours,
-        "activity_correlation": _clean(analysis.activity_correlation),
+        "activity_correlation": plain(analysis.activity_correlation),
     }
 
 
@@ -248,18 +262,7 @@ def _row(
     return {
         "strategy": strategy,
         "symbol": symbol,
-        "params": {k: _clean(v) for k, v in params.items()},
-        "metrics": {k: _clean(v) for k, v in metrics.items()},
+        "params": {k: plain(v) for k, v in params.items()},
+        "metrics": {k: plain(v) for k, v in metrics.items()},
         "extras": dict(extras or {}),
     }
-
-
-def _clean(value: Any) -> Any:
-    """Plain JSON values: numpy scalars unwrapped, NaN and ±inf as None."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(-1)[0]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

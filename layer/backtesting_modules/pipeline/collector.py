@@ -19,6 +19,7 @@ from typing import Any
 
 from ..jobs.messages import decode_failure, decode_result, message_kind
 from ..jobs.planner import result_key
+from ..jobs.results import ResultColumns, encode_result_body
 from ..metrics import HIGHER_IS_BETTER
 from . import names
 from .clients import ClientFactory
@@ -43,9 +44,9 @@ class Collector:
         kind = message_kind(body)
         if kind == "result":
             batch_id, job_id, outcome = self._result_outcome(body)
-            rows = outcome.pop("rows")
-            if rows is not None:  # inline rows; a big result's digest was written by its worker
-                self._store_digest(batch_id, job_id, rows)
+            columns = outcome.pop("columns")
+            if columns is not None:  # inline rows; a big result's digest was written by its worker
+                self._store_digest(batch_id, job_id, columns)
         elif kind == "failure":
             failure = decode_failure(body)
             batch_id, job_id = failure["batch_id"], failure["job_id"]
@@ -64,23 +65,21 @@ class Collector:
 
     def _result_outcome(self, body: str) -> tuple[str, str, dict[str, Any]]:
         message = decode_result(body)
-        key = message["result_key"] or result_key(message["batch_id"], message["job_id"])
-        if message["rows"] is not None:
-            self.store.put_bytes(
-                key, body.encode("utf-8") if isinstance(body, str) else body, "application/json"
-            )
-        rows = [dict(r) for r in message["rows"]] if message["rows"] is not None else None
+        batch_id, job_id, columns = message["batch_id"], message["job_id"], message["columns"]
+        key = message["result_key"] or result_key(batch_id, job_id)
+        if columns is not None:  # inline: stored in the same form as a big result (same key, same bytes)
+            self.store.put_result_body(key, encode_result_body(batch_id, job_id, columns))
         outcome = {
-            "rows": rows,
+            "columns": columns,
             "status": "SUCCEEDED",
             "backtests": message["backtests"],
             "duration_s": message["engine_seconds"],
             "result_key": key,
             "best": message["best"],
         }
-        return message["batch_id"], message["job_id"], outcome
+        return batch_id, job_id, outcome
 
-    def _store_digest(self, batch_id: str, job_id: str, rows: list[dict[str, Any]]) -> None:
+    def _store_digest(self, batch_id: str, job_id: str, columns: ResultColumns) -> None:
         """Top rows and mergeable aggregates of one job, written while the batch is still running, so the
         summary at the end reads a few kilobytes per job instead of every row."""
         batch = self.store.get_batch(batch_id)
@@ -88,7 +87,7 @@ class Collector:
         higher = HIGHER_IS_BETTER.get(metric, True)
         self.store.put_json(
             names.digest_key(batch_id, job_id),
-            compute_digest(rows, metric, higher, int(batch.get("top_n", 20))),
+            compute_digest(columns, metric, higher, int(batch.get("top_n", 20))),
         )
 
     def complete(self, batch_id: str) -> bool:

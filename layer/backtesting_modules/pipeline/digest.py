@@ -8,27 +8,36 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
+
+from ..jobs.results import ResultColumns, metric_array, ranked_indices, row_at
+
 
 def ranked(rows: list[dict[str, Any]], metric: str, higher: bool) -> list[dict[str, Any]]:
     valid = [r for r in rows if r["metrics"].get(metric) is not None]
     return sorted(valid, key=lambda r: r["metrics"][metric], reverse=higher)
 
 
-def compute_digest(rows: list[dict[str, Any]], metric: str, higher: bool, top: int) -> dict[str, Any]:
+def compute_digest(columns: ResultColumns, metric: str, higher: bool, top: int) -> dict[str, Any]:
     """The top `top` rows by `metric` and, per strategy and per symbol, count, best, sum and valid count
     (all mergeable across jobs: a batch's mean is the sum of sums over the sum of valid counts)."""
-    groups: dict[str, dict[str, dict[str, Any]]] = {"strategy": {}, "symbol": {}}
-    for row in rows:
-        value = row["metrics"].get(metric)
-        for key in ("strategy", "symbol"):
-            group = groups[key].setdefault(str(row[key]), {"count": 0, "valid": 0, "sum": 0.0, "best": None})
-            group["count"] += 1
-            if value is not None:
-                group["valid"] += 1
-                group["sum"] += float(value)
-                best = group["best"]
-                group["best"] = value if best is None or (value > best if higher else value < best) else best
-    return {"top": ranked(rows, metric, higher)[:top], "groups": groups}
+    values = metric_array(columns, metric)
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for key in ("strategy", "symbol"):
+        labels = np.asarray(columns[key], dtype=object)
+        groups[key] = {}
+        for name in dict.fromkeys(columns[key]):
+            picked = values[labels == name]
+            valid = picked[~np.isnan(picked)]
+            best = (valid.max() if higher else valid.min()) if valid.size else None
+            groups[key][str(name)] = {
+                "count": int(picked.size),
+                "valid": int(valid.size),
+                "sum": float(valid.sum()),
+                "best": float(best) if best is not None else None,
+            }
+    top_rows = [row_at(columns, int(i)) for i in ranked_indices(columns, metric, higher)[:top]]
+    return {"top": top_rows, "groups": groups}
 
 
 def merge_groups(digests: list[dict[str, Any]], key: str, metric: str, higher: bool) -> list[dict[str, Any]]:

@@ -96,7 +96,8 @@ def bars_key(data_id: str, symbol: str) -> str:
 
 
 def result_key(batch_id: str, job_id: str) -> str:
-    return f"results/{batch_id}/{job_id}.json"
+    """Every row of one job (`jobs.results`: gzip-compressed columnar JSON)."""
+    return f"results/{batch_id}/{job_id}.json.gz"
 
 
 def digest_key(batch_id: str, job_id: str) -> str:

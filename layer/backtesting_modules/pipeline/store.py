@@ -113,6 +113,18 @@ class Store:
             raise StoreError(f"reading s3://{self.bucket}/{key} failed: {exc}") from exc
         return bytes(response["Body"].read())
 
+    def put_result_body(self, key: str, body: bytes) -> None:
+        """A stored result body (`jobs.results`: gzip-compressed columnar JSON)."""
+        self._call(
+            "s3",
+            "put_object",
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            ContentEncoding="gzip",
+        )
+
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value, allow_nan=False).encode(), "application/json")
 

@@ -88,12 +88,10 @@ class Worker:
         if body is not None and message["result_key"] is not None:
             # A big result: store it, and its digest, here where the rows are already in memory, so the
             # collector never downloads and parses the body again.
-            self.store.put_bytes(message["result_key"], body, "application/json")
+            self.store.put_result_body(message["result_key"], body)
             top_n = int(self.store.get_batch(job.batch_id).get("top_n", 20))
             metric = job.ranking_metric
-            digest = compute_digest(
-                [dict(r) for r in result.rows], metric, HIGHER_IS_BETTER.get(metric, True), top_n
-            )
+            digest = compute_digest(result.columns, metric, HIGHER_IS_BETTER.get(metric, True), top_n)
             self.store.put_json(digest_key(job.batch_id, job.job_id), digest)
         self._send(json.dumps(message, allow_nan=False))
 
