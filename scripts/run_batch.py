@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,10 @@ from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
-from backtesting_modules.pipeline.store import Store
-from opslib.batch import Submitter, eprint, fetch_summary, progress_line, write_reports
-from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
+from backtesting_modules.pipeline.names import ConfigurationError, StackNames
+from opslib.batch import Submitter, eprint, progress_line, write_reports
 from opslib.projection import project, render_projection
-from opslib.resources import ensure_stack
+from opslib.runtime import BatchOutcome, LocalRuntime, execute_batch
 from opslib.stack import StackConfig, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,37 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> dict[str, Any]:
     started = time.monotonic()
-    emulator = Emulator().start() if args.target == "local" else None
-    group = ProcessGroup()
-    try:
-        if emulator is not None:
-            os.environ.update(emulator.environ())
-            clients = ClientFactory(endpoint_url=emulator.endpoint_url, region=stack.region)
-            names = stack.names()
-            urls = ensure_stack(clients, stack, names, visibility_timeout_s=args.visibility_timeout)
-        else:
-            clients = ClientFactory.from_environ()
-            account = clients.client("sts").get_caller_identity()["Account"]
-            names = stack.names(account_id=account)
-            urls = _deployed_queue_urls(clients, names)
-        submitter = Submitter(clients, names, urls)
-        n_bars = submitter.upload_bars(spec)
-        batch = args.resume or compute_batch_id(spec, salt=str(time.time_ns()) if args.rerun else "")
-        jobs = plan_jobs(spec, batch, bars=n_bars)
-        submitter.register(spec, batch, jobs)
-        if emulator is not None:
-            _start_pollers(group, emulator, stack, names, urls, args.workers)
-        store = Store(clients, names.table, names.bucket)
-        batch_record = _follow(submitter, store, batch, jobs, args, started, group)
-        summary = fetch_summary(store, batch_record)
-    finally:
-        group.stop()
-        if emulator is not None:
-            emulator.stop()
+    batch = args.resume or compute_batch_id(spec, salt=str(time.time_ns()) if args.rerun else "")
+    interactive = sys.stderr.isatty() and not args.json
+
+    def progress(record: dict[str, Any]) -> None:
+        if interactive:
+            eprint(progress_line(record, started), end="" if record["status"] != "COMPLETE" else "\n")
+
+    def execute(submitter: Submitter, alive: Callable[[], bool] = lambda: True) -> BatchOutcome:
+        depth = max(2, 2 * args.workers)
+        return execute_batch(
+            submitter, spec, batch, depth=depth, timeout_s=args.timeout, alive=alive, on_progress=progress
+        )
+
+    if args.target == "local":
+        # The worker processes start with the emulator, so their imports overlap the bars upload.
+        with LocalRuntime(stack, workers=args.workers, visibility_timeout_s=args.visibility_timeout) as local:
+            outcome = execute(local.submitter(), local.alive)
+    else:
+        clients = ClientFactory.from_environ()
+        account = clients.client("sts").get_caller_identity()["Account"]
+        names = stack.names(account_id=account)
+        outcome = execute(Submitter(clients, names, _deployed_queue_urls(clients, names)))
+    summary = outcome.summary
     conditions = [
         ("spec", args.spec),
         ("target", args.target),
-        ("workers", str(args.workers if emulator else "Lambda")),
+        ("workers", str(args.workers if args.target == "local" else "Lambda")),
         ("data", f"{spec.data.source.value} ({', '.join(spec.symbols)}, {spec.data.timeframe})"),
         ("jobs", f"{summary['jobs']['succeeded']} succeeded, {summary['jobs']['failed']} failed"),
     ]
@@ -117,70 +110,6 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> dict[s
         "elapsed_s": round(time.monotonic() - started, 3),
         "report": str(report),
     }
-
-
-def _start_pollers(
-    group: ProcessGroup,
-    emulator: Emulator,
-    stack: StackConfig,
-    names: StackNames,
-    urls: dict[str, str],
-    workers: int,
-) -> None:
-    env = HandlerEnv(
-        table=names.table,
-        bucket=names.bucket,
-        result_queue_url=urls[names.result_queue],
-        max_receive_count=stack.queues.max_receive_count,
-        metric_namespace=stack.metric_namespace,
-        inline_result_limit=stack.inline_limit_bytes,
-    ).to_environ()
-    environ = {**emulator.environ(), **env, "DEAD_LETTER_QUEUE_URL": urls[names.dead_letter_queue]}
-    job_queues = (urls[names.priority_queue], urls[names.job_queue])
-    group.start(PollerSpec("worker", job_queues, environ, batch_size=1, wait_s=1), count=workers)
-    group.start(PollerSpec("collector", (urls[names.result_queue],), environ, batch_size=10, wait_s=1))
-
-
-def _follow(
-    submitter: Submitter,
-    store: Store,
-    batch: str,
-    jobs: list[Any],
-    args: argparse.Namespace,
-    started: float,
-    group: ProcessGroup,
-) -> dict[str, Any]:
-    interactive = sys.stderr.isatty() and not args.json
-    deadline = started + args.timeout
-
-    def tick() -> bool:
-        if interactive:
-            eprint(progress_line(store.get_batch(batch), started), end="")
-        if group.processes and len(group.dead()) == len(group.processes):
-            raise ConfigurationError("every local worker process has exited; see the messages above.")
-        return time.monotonic() < deadline
-
-    if store.get_batch(batch)["status"] != "COMPLETE":
-        submitter.send_in_waves(
-            submitter.pending(batch, jobs), depth=max(2, 2 * args.workers), on_tick=tick, poll_s=0.5
-        )
-        if not wait_until(
-            lambda: not tick() or store.get_batch(batch)["status"] == "COMPLETE",
-            timeout_s=max(0.0, deadline - time.monotonic()),
-            every_s=0.3,
-        ):
-            raise ConfigurationError(
-                f"batch {batch} did not complete within {args.timeout:.0f} s; "
-                f"resume it with --resume {batch}."
-            )
-    record = store.get_batch(batch)
-    if record["status"] != "COMPLETE":
-        raise ConfigurationError(
-            f"batch {batch} did not complete within {args.timeout:.0f} s; resume it with --resume {batch}."
-        )
-    if interactive:
-        eprint(progress_line(record, started))
-    return record
 
 
 def _deployed_queue_urls(clients: ClientFactory, names: StackNames) -> dict[str, str]:

@@ -228,23 +228,33 @@ class Store:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise StoreError(f"recording job {job['job_id']} failed: {exc}") from exc
 
-    def mark_running(self, batch_id: str, job_id: str, worker: str) -> None:
-        """PENDING/RUNNING → RUNNING with attempts + 1; a job already terminal is left alone."""
+    def mark_running(self, batch_id: str, job_id: str, worker: str, sent_ms: int | None = None) -> None:
+        """PENDING/RUNNING → RUNNING with attempts + 1; a job already terminal is left alone.
+
+        `sent_ms` (the SQS message's SentTimestamp) is kept as `sent_at`, so queue wait (`started_at -
+        sent_at`) and job latency (`finished_at - sent_at`) can be read back per job."""
+        values = {
+            ":running": _s("RUNNING"),
+            ":w": _s(worker),
+            ":now": _s(now_iso()),
+            ":one": _n(1),
+            ":ok": _s("SUCCEEDED"),
+            ":failed": _s("FAILED"),
+        }
+        update = "SET #s = :running, worker = :w, started_at = :now"
+        if sent_ms is not None:
+            values[":sent"] = _s(
+                datetime.fromtimestamp(sent_ms / 1000, UTC).isoformat(timespec="milliseconds")
+            )
+            update += ", sent_at = :sent"
         try:
             self.clients.client("dynamodb").update_item(
                 TableName=self.table,
                 Key={"PK": _s(names.batch_pk(batch_id)), "SK": _s(names.job_sk(job_id))},
-                UpdateExpression="SET #s = :running, worker = :w, started_at = :now ADD attempts :one",
+                UpdateExpression=f"{update} ADD attempts :one",
                 ConditionExpression="attribute_exists(SK) AND NOT #s IN (:ok, :failed)",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":running": _s("RUNNING"),
-                    ":w": _s(worker),
-                    ":now": _s(now_iso()),
-                    ":one": _n(1),
-                    ":ok": _s("SUCCEEDED"),
-                    ":failed": _s("FAILED"),
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":

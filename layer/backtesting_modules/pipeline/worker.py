@@ -60,14 +60,16 @@ class Worker:
     def process(self, record: dict[str, Any]) -> None:
         """Handle one SQS record; raises when the record should be retried."""
         body = record["body"]
-        receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        attributes = record.get("attributes", {})
+        receives = int(attributes.get("ApproximateReceiveCount", "1"))
+        sent_ms = attributes.get("SentTimestamp")
         try:
             job = replace(decode_job(body), attempt=receives)
         except MessageError as exc:
             self._poison(body, exc)
             return
         try:
-            self._run(job)
+            self._run(job, sent_ms=int(sent_ms) if sent_ms else None)
         except Exception as exc:
             if not retryable(exc):
                 logger.warning("job %s failed for good: %s", job.job_id, exc)
@@ -80,8 +82,8 @@ class Worker:
                 self._send(encode_failure(job, gave_up))
             raise
 
-    def _run(self, job: Job) -> None:
-        self.store.mark_running(job.batch_id, job.job_id, self.worker_id)
+    def _run(self, job: Job, sent_ms: int | None = None) -> None:
+        self.store.mark_running(job.batch_id, job.job_id, self.worker_id, sent_ms=sent_ms)
         bars = {symbol: self._load_bars(key) for symbol, key in zip(job.symbols, job.data_keys, strict=True)}
         result = run_job(job, bars)
         message, body = encode_result(result, inline_limit=self.env.inline_result_limit)

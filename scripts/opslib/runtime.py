@@ -1,0 +1,203 @@
+"""Running a batch end to end: on the embedded default (`LocalRuntime`: emulator, stack, worker and
+collector processes) or on a deployed stack, with the same `execute_batch`.
+
+`run_batch.py` runs one batch per runtime; the benchmarks keep one runtime up across many batches (like
+warm Lambda containers) and read the per-process CPU time it accounts, to say which part of the pipeline
+limits a run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from backtesting_modules.jobs.planner import Job, plan_jobs
+from backtesting_modules.jobs.spec import BatchSpec
+from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
+from backtesting_modules.pipeline.store import Store
+
+from .batch import Submitter, fetch_summary
+from .local import Emulator, PollerSpec, ProcessGroup, wait_until
+from .resources import ensure_stack
+from .stack import StackConfig
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux /proc); None where /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@dataclass
+class LocalRuntime:
+    """The embedded default, up for as long as the `with` block: a moto server on 127.0.0.1, the stack
+    created from config/stack.yaml, `workers` worker processes and one collector process."""
+
+    stack: StackConfig
+    workers: int = 2
+    visibility_timeout_s: int = 60
+    emulator: Emulator = field(default_factory=Emulator)
+    group: ProcessGroup = field(default_factory=ProcessGroup)
+    clients: ClientFactory | None = None
+    names: StackNames | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    roles: dict[int, str] = field(default_factory=dict)  # pid → "worker" / "collector"
+
+    def __enter__(self) -> LocalRuntime:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalRuntime:
+        self.emulator.start()
+        try:
+            os.environ.update(self.emulator.environ())
+            self.clients = ClientFactory(endpoint_url=self.emulator.endpoint_url, region=self.stack.region)
+            self.names = self.stack.names()
+            self.urls = ensure_stack(
+                self.clients, self.stack, self.names, visibility_timeout_s=self.visibility_timeout_s
+            )
+            self.start_pollers(self.workers)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.group.stop()
+        self.roles.clear()
+        self.emulator.stop()
+
+    def start_pollers(self, workers: int) -> None:
+        """(Re)start `workers` worker processes and the collector; they poll until stopped."""
+        self.group.stop()
+        self.roles.clear()
+        names = self._names()
+        env = HandlerEnv(
+            table=names.table,
+            bucket=names.bucket,
+            result_queue_url=self.urls[names.result_queue],
+            max_receive_count=self.stack.queues.max_receive_count,
+            metric_namespace=self.stack.metric_namespace,
+            inline_result_limit=self.stack.inline_limit_bytes,
+        ).to_environ()
+        environ = {
+            **self.emulator.environ(),
+            **env,
+            "DEAD_LETTER_QUEUE_URL": self.urls[names.dead_letter_queue],
+        }
+        job_queues = (self.urls[names.priority_queue], self.urls[names.job_queue])
+        worker = PollerSpec("worker", job_queues, environ, batch_size=1, wait_s=1)
+        for process in self.group.start(worker, count=workers):
+            self.roles[process.pid or 0] = "worker"
+        collector = PollerSpec(
+            "collector", (self.urls[names.result_queue],), environ, batch_size=10, wait_s=1
+        )
+        for process in self.group.start(collector):
+            self.roles[process.pid or 0] = "collector"
+        self.workers = workers
+
+    def store(self) -> Store:
+        names = self._names()
+        return Store(self._clients(), names.table, names.bucket)
+
+    def submitter(self) -> Submitter:
+        return Submitter(self._clients(), self._names(), self.urls)
+
+    def alive(self) -> bool:
+        """False when every poller process has exited (nothing would ever finish the batch)."""
+        return not self.group.processes or len(self.group.dead()) < len(self.group.processes)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by role: emulator, worker (all), collector, driver (this process)."""
+        out = {"emulator": 0.0, "worker": 0.0, "collector": 0.0}
+        process = self.emulator.process
+        if process is not None:
+            out["emulator"] = process_cpu_seconds(process.pid) or 0.0
+        for pid, role in self.roles.items():
+            out[role] += process_cpu_seconds(pid) or 0.0
+        times = os.times()
+        out["driver"] = times.user + times.system
+        return out
+
+    def _clients(self) -> ClientFactory:
+        if self.clients is None:
+            raise ConfigurationError("the local runtime is not started")
+        return self.clients
+
+    def _names(self) -> StackNames:
+        if self.names is None:
+            raise ConfigurationError("the local runtime is not started")
+        return self.names
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    jobs: list[Job]
+    record: dict[str, Any]
+    summary: dict[str, Any]
+    elapsed_s: float
+
+
+def execute_batch(
+    submitter: Submitter,
+    spec: BatchSpec,
+    batch_id: str,
+    *,
+    depth: int,
+    timeout_s: float,
+    alive: Callable[[], bool] = lambda: True,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> BatchOutcome:
+    """Upload bars, register the batch and its jobs, send the pending jobs in waves of at most `depth`
+    visible messages, and wait until the batch is COMPLETE; returns its record and summary.
+
+    Resuming is the same call with an existing `batch_id`: jobs with an outcome are not sent again.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    n_bars = submitter.upload_bars(spec)
+    jobs = plan_jobs(spec, batch_id, bars=n_bars)
+    submitter.register(spec, batch_id, jobs)
+    store = submitter.store
+
+    def tick() -> bool:
+        if on_progress is not None:
+            on_progress(store.get_batch(batch_id))
+        if not alive():
+            raise ConfigurationError("every local worker process has exited; see the messages above.")
+        return time.monotonic() < deadline
+
+    def complete() -> bool:
+        return bool(store.get_batch(batch_id)["status"] == "COMPLETE")
+
+    if not complete():
+        submitter.send_in_waves(submitter.pending(batch_id, jobs), depth=depth, on_tick=tick, poll_s=0.5)
+        wait_until(
+            lambda: not tick() or complete(), timeout_s=max(0.0, deadline - time.monotonic()), every_s=0.3
+        )
+    record = store.get_batch(batch_id)
+    if record["status"] != "COMPLETE":
+        raise ConfigurationError(
+            f"batch {batch_id} did not complete within {timeout_s:.0f} s; resume it with --resume {batch_id}."
+        )
+    if on_progress is not None:
+        on_progress(record)
+    return BatchOutcome(batch_id, jobs, record, fetch_summary(store, record), time.monotonic() - started)
