@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from backtesting_modules.jobs.planner import Job, plan_jobs
+from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs
 from backtesting_modules.jobs.spec import BatchSpec
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
@@ -38,6 +38,18 @@ def process_cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat[stat.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, idle) CPU seconds of the whole machine since boot, all cores (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            ticks = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = sum(ticks[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is in user)
+    return busy / CLOCK_TICKS, idle / CLOCK_TICKS
 
 
 @dataclass
@@ -125,7 +137,8 @@ class LocalRuntime:
         return not self.group.processes or len(self.group.dead()) < len(self.group.processes)
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds used so far by role: emulator, worker (all), collector, driver (this process)."""
+        """CPU seconds used so far by role: emulator, worker (all), collector, driver (this process), and
+        the whole machine's busy and idle seconds (what other processes took shows as the difference)."""
         out = {"emulator": 0.0, "worker": 0.0, "collector": 0.0}
         process = self.emulator.process
         if process is not None:
@@ -134,6 +147,9 @@ class LocalRuntime:
             out[role] += process_cpu_seconds(pid) or 0.0
         times = os.times()
         out["driver"] = times.user + times.system
+        machine = machine_cpu_seconds()
+        if machine is not None:
+            out["machine_busy"], out["machine_idle"] = machine
         return out
 
     def _clients(self) -> ClientFactory:
@@ -165,16 +181,18 @@ def execute_batch(
     timeout_s: float,
     alive: Callable[[], bool] = lambda: True,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    target_seconds: float = DEFAULT_TARGET_SECONDS,
 ) -> BatchOutcome:
     """Upload bars, register the batch and its jobs, send the pending jobs in waves of at most `depth`
     visible messages, and wait until the batch is COMPLETE; returns its record and summary.
 
     Resuming is the same call with an existing `batch_id`: jobs with an outcome are not sent again.
+    `target_seconds` is the planner's engine time per job (a resume must use the value of the first run).
     """
     started = time.monotonic()
     deadline = started + timeout_s
     n_bars = submitter.upload_bars(spec)
-    jobs = plan_jobs(spec, batch_id, bars=n_bars)
+    jobs = plan_jobs(spec, batch_id, bars=n_bars, target_seconds=target_seconds)
     submitter.register(spec, batch_id, jobs)
     store = submitter.store
 

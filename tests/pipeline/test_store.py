@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-
 import pandas as pd
 import pytest
 
@@ -90,21 +88,33 @@ def test_result_body_round_trips_through_s3_as_stored_bytes(stack: Stack) -> Non
         for f in range(300)
     ]
     body = encode_result_body("b1", "j1", compute_columns(rows))
-    stack.store.put_result_body("results/b1/j1.json.gz", body)
-    assert stack.store.get_bytes("results/b1/j1.json.gz") == body  # gzip bytes, not decoded on the way
-    frame = result_frame(stack.store.get_bytes("results/b1/j1.json.gz"))
+    stack.store.put_result_body("results/b1/j1.json", body)
+    assert stack.store.get_bytes("results/b1/j1.json") == body
+    frame = result_frame(stack.store.get_bytes("results/b1/j1.json"))
     assert list(frame.columns) == ["job_id", "strategy", "symbol", "param.fast", "sharpe"]
     assert frame["param.fast"].tolist() == list(range(300)) and frame["job_id"].eq("j1").all()
+    assert frame["sharpe"].tolist() == [f / 10 for f in range(300)]
+    assert decode_result_body(body)["columns"] == compute_columns(rows)
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"not gzip", "not gzip-compressed JSON"),
-        (gzip.compress(b'{"version": 1, "rows": []}'), "version 1 is not 2"),
-        (gzip.compress(b'{"version": 2}'), "has no columns"),
+        (b"\x1f\x8b not json", "result body is not JSON"),
+        (b'{"version": 1, "rows": []}', "version 1 is not 2"),
+        (b'{"version": 2, "metrics_encoding": "f8-base64"}', "has no columns"),
+        (
+            b'{"version": 2, "metrics_encoding": "f8-base64", "columns": {"strategy": ["S"], '
+            b'"symbol": ["X"], "params": {}, "metrics": {"sharpe": "not base64!"}}}',
+            "not base64 float64",
+        ),
+        (
+            b'{"version": 2, "metrics_encoding": "f8-base64", "columns": {"strategy": ["S"], '
+            b'"symbol": ["X"], "params": {}, "metrics": {"sharpe": "AAAAAAAA8D8AAAAAAADwPw=="}}}',
+            "unequal lengths",
+        ),
     ],
-    ids=["not-gzip", "old-version", "no-columns"],
+    ids=["not-json", "old-version", "no-columns", "bad-base64", "short-metric"],
 )
 def test_unreadable_result_bodies_say_what_is_wrong(body: bytes, expected: str) -> None:
     with pytest.raises(ResultBodyError, match=expected):

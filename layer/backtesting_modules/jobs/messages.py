@@ -2,7 +2,7 @@
 
 Owns the message shapes (`TypedDict`s and the JSON schemas `JOB_SCHEMA`, `RESULT_SCHEMA`, `FAILURE_SCHEMA`),
 their encoding and their strict decoding: a malformed body raises `MessageError` naming the field. Pure: a
-result too big to travel inline is returned as a stored body (`jobs.results`, gzip columnar JSON) for the
+result too big to travel inline is returned as a stored body (`jobs.results`, columnar JSON) for the
 caller to write under `result_key`; this module never writes it. Bars never travel in messages, only their
 storage keys. Jobs and failures are version 1; results are version 2 (rows as columns).
 """
@@ -233,7 +233,10 @@ def decode_job(body: str | bytes) -> Job:
     """Parse and check a job message body; MessageError names the offending field."""
     raw = _loads(body, JOB_SCHEMA)
     if raw["stop"] <= raw["start"]:
-        raise MessageError(f"stop={raw['stop']} is not above start={raw['start']}: the job range is empty.")
+        raise MessageError(
+            f"stop={raw['stop']} is not above start={raw['start']}: the job range is empty; "
+            "send stop > start (plan_jobs always does)."
+        )
     if len(raw["data_keys"]) != len(raw["symbols"]):
         raise MessageError("data_keys: expected one key per symbol; the planner writes them in symbol order.")
     return Job(
@@ -280,15 +283,17 @@ def encode_result(
     """The result message, and — when the message would exceed `inline_limit` bytes — the stored body to
     write at `result_key` (then the message keeps `best` but its `columns` are None)."""
     message = result_message(result)
-    columns_json = _dumps(result.columns)
-    if len(columns_json) + 2_000 <= inline_limit:  # 2 kB: the header and the best row
-        return message, None
+    columns = result.columns
+    cells = count_rows(columns) * (2 + len(columns["params"]) + len(columns["metrics"]))
+    # Under ~25 bytes per cell: measure exactly (cheap for a small result); a big one is never serialised.
+    if cells * 25 <= inline_limit and len(_dumps(columns)) + 2_000 <= inline_limit:
+        return message, None  # 2 kB: room for the header and the best row
     pointer: ResultMessage = {
         **message,
         "columns": None,
         "result_key": result_key(result.batch_id, result.job_id),
     }
-    return pointer, encode_result_body(result.batch_id, result.job_id, result.columns, columns_json)
+    return pointer, encode_result_body(result.batch_id, result.job_id, columns)
 
 
 def decode_result(body: str | bytes) -> ResultMessage:
@@ -361,7 +366,7 @@ def _dumps(message: Any) -> str:
 def _json(body: str | bytes) -> dict[str, Any]:
     try:
         raw = json.loads(body)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nesting too deep to parse
         raise MessageError(
             f"body is not valid JSON ({exc}); the sender must send json.dumps output."
         ) from exc

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import yaml
+from pandas.tseries.frequencies import to_offset
 
 from ..config import StrategyConfig
 from ..errors import BacktestError, did_you_mean
@@ -34,6 +35,8 @@ DEFAULT_MAX_BACKTESTS = 2_000_000
 DEFAULT_BARS_ESTIMATE = 8760  # files / s3 sources: one year of hourly bars unless `data.bars` says otherwise
 # Constraint checks run over this many cartesian combinations at a time (bounded memory for big grids).
 _COUNT_BLOCK = 1 << 20
+# A range axis is expanded into a list before any limit is checked: refuse absurd ones before expanding.
+MAX_AXIS_VALUES = 100_000
 
 Scalar = int | float
 GridAxes = tuple[tuple[str, tuple[Scalar, ...]], ...]
@@ -381,6 +384,13 @@ def _engine_values(strategy: Strategy, values: Mapping[str, Any], path: str) -> 
             out[str(key)] = strategy.param(str(key)).coerce(value, strategy.name)
         except BacktestError as exc:
             raise _FieldError(f"{path}.{key}", str(exc)) from exc
+        except OverflowError as exc:  # an integer too large for a float: outside every parameter's range
+            param = strategy.param(str(key))
+            raise _FieldError(
+                f"{path}.{key}",
+                f"a {len(str(value))}-digit number is too large; "
+                f"choose a value in [{param.low}, {param.high}].",
+            ) from exc
     return out
 
 
@@ -420,6 +430,12 @@ def _parse_range(text: str, path: str) -> list[Scalar]:
     if start > stop:
         raise _FieldError(path, f"{text!r} has start > stop; write 'start:stop:step' with start <= stop.")
     count = math.floor((stop - start) / step + 1e-9) + 1
+    if count > MAX_AXIS_VALUES:
+        raise _FieldError(
+            path,
+            f"{text!r} expands to {count:,} values, more than {MAX_AXIS_VALUES:,} on one axis; "
+            "use a larger step or a narrower range.",
+        )
     integral = all(n == int(n) for n in numbers) and all("." not in p for p in parts)
     if integral:
         return [int(start) + i * int(step) for i in range(count)]
@@ -435,7 +451,7 @@ def _data(raw: Any, path: str) -> DataSpec:
     if source is DataSource.SYNTHETIC:
         return DataSpec(
             source,
-            timeframe=_string(data.get("freq", "1h"), f"{path}.freq"),
+            timeframe=_freq(data.get("freq", "1h"), f"{path}.freq"),
             seed=_nonnegative_int(data.get("seed", 42), f"{path}.seed"),
             periods=_positive_int(data.get("periods", 8760), f"{path}.periods"),
             start=_date(data.get("start", "2021-01-01"), f"{path}.start"),
@@ -471,6 +487,7 @@ def _data(raw: Any, path: str) -> DataSpec:
             raise _FieldError(
                 f"{path}.{key}", "is required for source exchange; e.g. exchange: upbit, since: 2024-01-01."
             )
+    _exchange_timeframe(timeframe, f"{path}.timeframe")
     since = _date(data["since"], f"{path}.since")
     until = _date(data["until"], f"{path}.until") if "until" in data else None
     if until is not None and pd.Timestamp(until) <= pd.Timestamp(since):
@@ -490,11 +507,27 @@ def _config(raw: Any, path: str) -> Pairs:
     _check_keys(overrides, tuple(StrategyConfig.field_names()), path, ())
     try:
         StrategyConfig(**overrides)
-    except (BacktestError, TypeError) as exc:
-        field = str(exc).split("=", 1)[0].split(" ", 1)[0]
-        where = f"{path}.{field}" if field in StrategyConfig.field_names() else path
-        raise _FieldError(where, f"{exc}") from exc
+    except (BacktestError, TypeError, ValueError, OverflowError) as exc:
+        named = str(exc).split("=", 1)[0].split(" ", 1)[0]
+        field = named if named in StrategyConfig.field_names() else _failing_field(overrides)
+        where = f"{path}.{field}" if field else path
+        if isinstance(exc, BacktestError):
+            raise _FieldError(where, f"{exc}") from exc
+        # float() or int() on a value of the wrong type, deep in StrategyConfig: the error names no field.
+        raise _FieldError(
+            where, f"{exc}: a value of the wrong type; see the field in layer/backtesting_modules/config.py."
+        ) from exc
     return tuple(sorted(overrides.items()))
+
+
+def _failing_field(overrides: Mapping[str, Any]) -> str | None:
+    """The first override StrategyConfig rejects on its own (None when only a combination fails)."""
+    for key, value in overrides.items():
+        try:
+            StrategyConfig(**{key: value})
+        except (BacktestError, TypeError, ValueError, OverflowError):
+            return key
+    return None
 
 
 def _ranking(raw: Any, path: str) -> Ranking:
@@ -568,6 +601,30 @@ def _pattern(value: Any, path: str) -> str:
     if "{symbol}" not in text:
         raise _FieldError(path, f"{text!r} has no {{symbol}} placeholder; e.g. 'data/{{symbol}}_1h.csv'.")
     return text
+
+
+def _freq(value: Any, path: str) -> str:
+    """A fixed bar interval pandas understands (the synthetic generator's `freq`)."""
+    text = _string(value, path)
+    try:
+        seconds = pd.Timedelta(to_offset(text)).total_seconds()  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # an unknown alias, or a calendar period (months, years)
+        seconds = 0.0
+    if seconds <= 0:
+        raise _FieldError(path, f"{text!r} is not a fixed bar interval; write e.g. 1h, 4h, 1D or 15min.")
+    return text
+
+
+def _exchange_timeframe(text: str, path: str) -> None:
+    """A ccxt timeframe of fixed length (1m, 15m, 1h, 1d, 1w), as `estimate_bars` reads it."""
+    try:
+        seconds = pd.Timedelta(text.replace("m", "min") if text.endswith("m") else text).total_seconds()
+    except ValueError:  # an unknown unit, or a calendar period (1M, 1y)
+        seconds = 0.0
+    if seconds <= 0:
+        raise _FieldError(
+            path, f"{text!r} is not a fixed-length timeframe; write e.g. 1m, 15m, 1h, 4h or 1d."
+        )
 
 
 def _date(value: Any, path: str) -> str:

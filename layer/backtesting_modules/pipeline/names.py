@@ -96,8 +96,8 @@ def bars_key(data_id: str, symbol: str) -> str:
 
 
 def result_key(batch_id: str, job_id: str) -> str:
-    """Every row of one job (`jobs.results`: gzip-compressed columnar JSON)."""
-    return f"results/{batch_id}/{job_id}.json.gz"
+    """Every row of one job (`jobs.results`: columnar JSON, metrics as base64 float64)."""
+    return f"results/{batch_id}/{job_id}.json"
 
 
 def digest_key(batch_id: str, job_id: str) -> str:

@@ -114,16 +114,8 @@ class Store:
         return bytes(response["Body"].read())
 
     def put_result_body(self, key: str, body: bytes) -> None:
-        """A stored result body (`jobs.results`: gzip-compressed columnar JSON)."""
-        self._call(
-            "s3",
-            "put_object",
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/json",
-            ContentEncoding="gzip",
-        )
+        """A stored result body (`jobs.results`: columnar JSON)."""
+        self.put_bytes(key, body, "application/json")
 
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value, allow_nan=False).encode(), "application/json")

@@ -52,6 +52,8 @@ class Worker:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # Bars keys are content-addressed (immutable), so a container keeps them for its whole life.
     _bars: OrderedDict[str, pd.DataFrame] = field(default_factory=OrderedDict)
+    # A batch's top N never changes after it is created: one read per batch and container.
+    _top_n: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def store(self) -> Store:
@@ -91,11 +93,18 @@ class Worker:
             # A big result: store it, and its digest, here where the rows are already in memory, so the
             # collector never downloads and parses the body again.
             self.store.put_result_body(message["result_key"], body)
-            top_n = int(self.store.get_batch(job.batch_id).get("top_n", 20))
+            top_n = self._batch_top_n(job.batch_id)
             metric = job.ranking_metric
             digest = compute_digest(result.columns, metric, HIGHER_IS_BETTER.get(metric, True), top_n)
             self.store.put_json(digest_key(job.batch_id, job.job_id), digest)
         self._send(json.dumps(message, allow_nan=False))
+
+    def _batch_top_n(self, batch_id: str) -> int:
+        if batch_id not in self._top_n:
+            if len(self._top_n) >= BARS_CACHE_SIZE:
+                self._top_n.clear()
+            self._top_n[batch_id] = int(self.store.get_batch(batch_id).get("top_n", 20))
+        return self._top_n[batch_id]
 
     def _load_bars(self, key: str) -> pd.DataFrame:
         if key in self._bars:
