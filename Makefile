@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup backtest sweep test lint typecheck pytest bench clean
+.PHONY: setup backtest sweep test lint typecheck pytest bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ test: lint lint-workflows typecheck pytest
 
 bench: setup
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/performance.py --scalability --out reports/bench
+
+bench-quick: setup
+	$(BIN)/python benchmarks/performance.py --quick --out reports/bench-quick --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports

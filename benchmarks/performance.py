@@ -69,13 +69,18 @@ TARGETS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "spec", nargs="?", help="batch spec (default batches/benchmark.yaml; --quick: a 10,000 sweep)"
+        "spec", nargs="?", help="batch spec (default batches/benchmark.yaml; --quick: a 20,000 sweep)"
     )
     parser.add_argument("--workers", type=int, default=2, help="distributed workers (default 2)")
     parser.add_argument("--repeats", type=int, help="repeats of each run (default 3; --quick 2)")
     parser.add_argument("--quick", action="store_true", help="small batch, few repeats: for CI")
     parser.add_argument("--scalability", action="store_true", help="also sweep workers 1..N and batch sizes")
     parser.add_argument("--max-workers", type=int, default=os.cpu_count() or 2, help="scalability: N")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        help="scalability batch sizes as BACKTESTS[/JOBS],... (default 10 to 100,000; --quick: to 10,000)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--out", help="folder for report.md, results.json and github-action-benchmark files")
     parser.add_argument("--compare", metavar="BASE.json", help="a results.json of a base run to compare with")
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         load_spec(args.spec)
         if args.spec
         else (
-            scaled_spec(10_000, name="quick")
+            scaled_spec(20_000, name="quick")
             if args.quick
             else load_spec(ROOT / "batches" / "benchmark.yaml")
         )
@@ -103,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = measure(spec, args.workers, repeats)
     if args.scalability:
-        result["scalability"] = scalability(QUICK_SIZES if args.quick else FULL_SIZES, args.max_workers)
+        sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+        result["scalability"] = scalability(sizes, args.max_workers)
     result["projection"] = projection(result)
     result["total_s"] = time.perf_counter() - started
     report = render(result, args)
@@ -121,6 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(_headline(result), allow_nan=False))
     return 1 if regressions and args.fail_on_regression else 0
+
+
+def parse_sizes(text: str) -> list[tuple[int, int | None]]:
+    """'10,1000/10' → [(10, None), (1000, 10)]: backtests, and optionally the number of jobs."""
+    sizes: list[tuple[int, int | None]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        backtests, _, jobs = part.partition("/")
+        try:
+            size = (int(backtests.replace("_", "")), int(jobs) if jobs else None)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: expected BACKTESTS or BACKTESTS/JOBS, e.g. 1000/10"
+            ) from exc
+        if size[0] < 1 or (size[1] is not None and size[1] < 1):
+            raise argparse.ArgumentTypeError(f"{part!r}: backtests and jobs must be at least 1")
+        sizes.append(size)
+    return sizes
 
 
 def measure(spec: BatchSpec, workers: int, repeats: int) -> dict[str, Any]:

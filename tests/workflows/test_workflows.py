@@ -276,8 +276,17 @@ def test_the_backtest_form_writes_a_valid_spec(tmp_path: Path) -> None:
 
 
 def test_the_benchmark_commands_run_locally_with_the_workflows_arguments(tmp_path: Path) -> None:
-    """benchmarks.yml runs these two commands (quick engine benchmark, pipeline on the demo batch)."""
+    """benchmarks.yml and ci.yml run these commands: the quick engine benchmark, and performance.py (here on
+    a tiny spec, base then head with --compare, and a small scalability sweep)."""
     root = Path(__file__).resolve().parents[2]
+    bench = load("benchmarks")
+    runs = " ".join(str(step.get("run", "")) for step in bench["jobs"]["bench"]["steps"])
+    assert "benchmarks/engine.py --quick --json" in runs
+    assert "benchmarks/performance.py" in runs and "--compare" in runs and "--out" in runs
+    ci_runs = " ".join(
+        str(step.get("run", "")) for job in load("ci")["jobs"].values() for step in job["steps"]
+    )
+    assert "make bench-quick" in ci_runs
     engine = subprocess.run(
         [sys.executable, "benchmarks/engine.py", "--quick", "--json", "--out", str(tmp_path / "engine.md")],
         cwd=root,
@@ -288,13 +297,49 @@ def test_the_benchmark_commands_run_locally_with_the_workflows_arguments(tmp_pat
     )
     result = json.loads(engine.stdout.strip().splitlines()[-1])
     assert result["sweep"]["combinations"] == 345 and (tmp_path / "engine.md").exists()
-    pipeline = subprocess.run(
-        [sys.executable, "benchmarks/pipeline.py", "batches/demo.yaml", "--json"],
-        cwd=root,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny\njob_type: PARAMETER_OPTIMIZATION\nsymbols: [KRW-BTC]\n"
+        "data: {source: synthetic, periods: 1000, seed: 3}\nconfig: {filters: null}\n"
+        "strategies:\n  - name: SMA_Crossover\n    grid: {fast: '2:11:1', slow: '20:39:1'}\n"
     )
-    summary = json.loads(pipeline.stdout.strip().splitlines()[-1])
-    assert {"sequential_s", "distributed_s", "speedup", "workers", "backtests"} <= set(summary)
+
+    def performance(*extra: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "benchmarks/performance.py", str(spec), "--repeats", "2", "--json", *extra],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        doc: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+        return doc
+
+    base = performance("--out", str(tmp_path / "base"))
+    assert {"sequential_s", "distributed_s", "speedup", "workers", "backtests"} <= set(base)
+    assert (base["backtests"], base["workers"]) == (200, 2)
+    head = performance(
+        "--compare",
+        str(tmp_path / "base" / "results.json"),
+        "--out",
+        str(tmp_path / "head"),
+        "--scalability",
+        "--sizes",
+        "10,200/4",
+        "--max-workers",
+        "2",
+    )
+    report = (tmp_path / "head" / "report.md").read_text()
+    assert "## Against the base run" in report and "## Scalability" in report and "xychart-beta" in report
+    cells = json.loads((tmp_path / "head" / "results.json").read_text())["scalability"]
+    assert [(c["backtests"], c["jobs"], c["workers"]) for c in cells] == [
+        (10, 1, 1),
+        (10, 1, 2),
+        (200, 4, 1),
+        (200, 4, 2),
+    ]
+    for name in ("benchmark-bigger.json", "benchmark-smaller.json"):
+        entries = json.loads((tmp_path / "head" / name).read_text())
+        assert entries and all({"name", "unit", "value"} <= set(e) for e in entries)
+    assert head["backtests"] == 200
