@@ -159,7 +159,8 @@ def measure(spec: BatchSpec, workers: int, repeats: int) -> dict[str, Any]:
             if vectorised is not None:
                 vec.append(vectorised)
     sequential_s = sorted(s.wall_s for s in seq)[len(seq) // 2]
-    runs = [summarize(seq, sequential_s), summarize(dist, sequential_s)]
+    engine_s = sorted(s.engine_s for s in seq)[len(seq) // 2]
+    runs = [summarize(seq, sequential_s), summarize(dist, sequential_s, engine_s)]
     if vec:
         runs.append(summarize(vec, sequential_s))
     return {
@@ -187,7 +188,7 @@ def scalability(sizes: list[tuple[int, int | None]], max_workers: int) -> list[d
             for workers in range(1, max_workers + 1):
                 if runtime.workers != workers:
                     runtime.start_pollers(workers)
-                cell = summarize([run_distributed(runtime, spec, target)], seq.wall_s)
+                cell = summarize([run_distributed(runtime, spec, target)], seq.wall_s, seq.engine_s)
                 cell["sequential_s"] = seq.wall_s
                 cells.append(cell)
                 print(
