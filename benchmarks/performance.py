@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 from perf_report import (
     action_benchmark,
     compare,
@@ -41,9 +42,13 @@ from perf_runs import (
 )
 from tabulate import tabulate
 
-from backtesting_modules.jobs.spec import BatchSpec, load_spec
+from backtesting_modules.errors import BacktestError
+from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT
+from backtesting_modules.jobs.planner import batch_id as compute_batch_id
+from backtesting_modules.jobs.spec import BatchSpec, estimate_bars, load_spec
+from backtesting_modules.pipeline.clients import ClientFactory
 from opslib.projection import project, render_projection
-from opslib.runtime import LocalRuntime
+from opslib.runtime import LocalRuntime, deployed_submitter, execute_batch
 from opslib.stack import load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", metavar="BASE.json", help="a results.json of a base run to compare with")
     parser.add_argument("--threshold", type=float, default=0.10, help="regression threshold (default 0.10)")
     parser.add_argument("--fail-on-regression", action="store_true", help="exit 1 when --compare finds one")
+    parser.add_argument(
+        "--target",
+        choices=["local", "aws"],
+        default="local",
+        help="aws: run SPEC on the deployed stack, measured beside projected (needs credentials)",
+    )
+    parser.add_argument("--environment", help="--target aws: stack environment from config/stack.yaml")
+    parser.add_argument(
+        "--throughput",
+        type=float,
+        default=DEFAULT_THROUGHPUT,
+        help="--target aws: engine bar·combinations/s per vCPU the projection assumes (default 2e7)",
+    )
     return parser
 
 
@@ -94,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1 or args.max_workers < 1 or (args.repeats is not None and args.repeats < 1):
         parser.exit(2, f"{parser.prog}: error: --workers, --max-workers and --repeats must be at least 1.\n")
+    if args.target == "aws":
+        if not args.spec:
+            parser.exit(2, f"{parser.prog}: error: --target aws needs a SPEC (e.g. batches/demo.yaml).\n")
+        try:
+            print(render_aws(measure_aws(load_spec(args.spec), args)))
+        except (NoCredentialsError, ProfileNotFound) as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}: configure AWS credentials (or OIDC in Actions).\n")
+        except (BacktestError, ClientError, BotoCoreError) as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        return 0
     base = _load_base(parser, args.compare)
     repeats = args.repeats or (2 if args.quick else 3)
     spec = (
@@ -305,6 +333,64 @@ def render_targets(result: dict[str, Any]) -> str:
     ]
     table = [[a, b, c, "met" if ok else "missed"] for a, b, c, ok in rows]
     return "## Targets\n\n" + tabulate(table, headers=["target", "goal", "measured", ""], tablefmt="github")
+
+
+def measure_aws(spec: BatchSpec, args: argparse.Namespace) -> dict[str, Any]:
+    """The batch once on the deployed stack, with its projection from the same plan beside it."""
+    stack = load_stack(environment=args.environment)
+    submitter = deployed_submitter(ClientFactory.from_environ(), stack)
+    concurrency = int(stack.worker.get("maximum_concurrency", 1000))
+    batch = compute_batch_id(spec, salt=str(time.time_ns()))
+    outcome = execute_batch(submitter, spec, batch, depth=2 * concurrency, timeout_s=3600.0)
+    records = submitter.store.list_jobs(batch)
+    bars = estimate_bars(spec)
+    backtests = int(outcome.record["backtests"])
+    projected = project(
+        len(outcome.jobs),
+        backtests,
+        float(backtests) * bars,
+        throughput_per_vcpu=args.throughput,
+        memory_mb=int(stack.worker["memory_mb"]),
+        concurrency=concurrency,
+        architecture=str(stack.layer.get("architecture", "x86_64")),
+    )
+    durations = [float(r.get("duration_s", 0.0)) for r in records if r.get("status") == "SUCCEEDED"]
+    return {
+        "batch_id": batch,
+        "jobs": len(outcome.jobs),
+        "backtests": backtests,
+        "measured": {
+            "wall_s": outcome.elapsed_s,
+            "job_seconds_mean": sum(durations) / max(1, len(durations)),
+        },
+        "projected": projected.to_json(),
+        "projection_text": render_projection(projected),
+    }
+
+
+def render_aws(result: dict[str, Any]) -> str:
+    measured, projected = result["measured"], result["projected"]
+    rows = [
+        ["wall time (submission → summary)", f"{measured['wall_s']:.1f} s", f"{projected['wall_s']:.1f} s"],
+        [
+            "engine seconds per job (mean)",
+            f"{measured['job_seconds_mean']:.2f} s",
+            f"{projected['job_seconds']:.2f} s",
+        ],
+    ]
+    return "\n".join(
+        [
+            f"# Measured on AWS beside the projection: batch {result['batch_id']}",
+            "",
+            f"{result['jobs']} jobs, {result['backtests']:,} backtests.",
+            "",
+            tabulate(rows, headers=["", "measured", "projected"], tablefmt="github"),
+            "",
+            "Cost is projected only (billing data lags by hours; compare with Cost Explorer the next day):",
+            "",
+            result["projection_text"],
+        ]
+    )
 
 
 def _headline(result: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs
 from backtesting_modules.jobs.spec import BatchSpec
 from backtesting_modules.pipeline.clients import ClientFactory
@@ -161,6 +163,23 @@ class LocalRuntime:
         if self.names is None:
             raise ConfigurationError("the local runtime is not started")
         return self.names
+
+
+def deployed_submitter(clients: ClientFactory, stack: StackConfig) -> Submitter:
+    """A submitter for the stack deployed in the credentials' account and region."""
+    account = clients.client("sts").get_caller_identity()["Account"]
+    names = stack.names(account_id=account)
+    sqs = clients.client("sqs")
+    urls = {}
+    for name in (names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue):
+        try:
+            urls[name] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            raise ConfigurationError(
+                f"queue {name} not found: the stack is not deployed in this account/region; "
+                "deploy it with scripts/deploy_all.py (or use --target local)."
+            ) from exc
+    return Submitter(clients, names, urls)
 
 
 @dataclass
