@@ -28,6 +28,7 @@ from .local import Emulator, PollerSpec, ProcessGroup, wait_until
 from .resources import ensure_stack
 from .stack import StackConfig
 
+POLL_WAIT_S = 1  # the pollers' SQS long-poll wait
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -100,7 +101,12 @@ class LocalRuntime:
 
     def start_pollers(self, workers: int) -> None:
         """(Re)start `workers` worker processes and the collector; they poll until stopped."""
-        self.group.stop()
+        if self.group.processes:
+            self.group.stop()
+            # A poller stopped during a long poll leaves its receive pending in the emulator, which would
+            # hand the next message to a dead client (it then returns only after the visibility timeout).
+            # The emulator cannot cancel it: let the pending receives (1 s long polls) run out first.
+            time.sleep(POLL_WAIT_S + 0.5)
         self.roles.clear()
         names = self._names()
         env = HandlerEnv(
@@ -117,7 +123,7 @@ class LocalRuntime:
             "DEAD_LETTER_QUEUE_URL": self.urls[names.dead_letter_queue],
         }
         job_queues = (self.urls[names.priority_queue], self.urls[names.job_queue])
-        worker = PollerSpec("worker", job_queues, environ, batch_size=1, wait_s=1)
+        worker = PollerSpec("worker", job_queues, environ, batch_size=1, wait_s=POLL_WAIT_S)
         for process in self.group.start(worker, count=workers):
             self.roles[process.pid or 0] = "worker"
         collector = PollerSpec(
