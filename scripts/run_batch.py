@@ -26,13 +26,16 @@ from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError, StackNames
+from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.batch import Submitter, eprint, progress_line, write_reports
+from opslib.local import Emulator, local_state_dir
 from opslib.projection import project, render_projection
-from opslib.runtime import BatchOutcome, LocalRuntime, execute_batch
+from opslib.runtime import BatchOutcome, LocalRuntime, deployed_submitter, execute_batch
 from opslib.stack import StackConfig, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
+# None: local_state_dir() ($MAKENAIDE_LOCAL_STATE, else .local-aws/); tests may point it elsewhere.
+LOCAL_STATE: Path | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="local queues: seconds before an unfinished message returns (default 60)",
     )
     parser.add_argument("--reports", default=str(ROOT / "reports"), help="report folder (default reports/)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="local: start empty instead of restoring .local-aws/ (this run's state then replaces it)",
+    )
     parser.add_argument(
         "--estimate",
         action="store_true",
@@ -78,20 +86,26 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> dict[s
             eprint(progress_line(record, started), end="" if record["status"] != "COMPLETE" else "\n")
 
     def execute(submitter: Submitter, alive: Callable[[], bool] = lambda: True) -> BatchOutcome:
-        depth = max(2, 2 * args.workers)
+        # Keep two jobs queued per consumer: local worker processes, or the worker's concurrency on AWS.
+        consumers = (
+            args.workers if args.target == "local" else int(stack.worker.get("maximum_concurrency", 1000))
+        )
+        depth = max(2, 2 * consumers)
         return execute_batch(
             submitter, spec, batch, depth=depth, timeout_s=args.timeout, alive=alive, on_progress=progress
         )
 
     if args.target == "local":
         # The worker processes start with the emulator, so their imports overlap the bars upload.
-        with LocalRuntime(stack, workers=args.workers, visibility_timeout_s=args.visibility_timeout) as local:
+        # The embedded default keeps its tables and buckets in .local-aws/ between runs (docs/results.md).
+        state = LOCAL_STATE or local_state_dir()
+        emulator = Emulator(state_dir=state, fresh=args.fresh, region=stack.region)
+        with LocalRuntime(
+            stack, workers=args.workers, visibility_timeout_s=args.visibility_timeout, emulator=emulator
+        ) as local:
             outcome = execute(local.submitter(), local.alive)
     else:
-        clients = ClientFactory.from_environ()
-        account = clients.client("sts").get_caller_identity()["Account"]
-        names = stack.names(account_id=account)
-        outcome = execute(Submitter(clients, names, _deployed_queue_urls(clients, names)))
+        outcome = execute(deployed_submitter(ClientFactory.from_environ(), stack))
     summary = outcome.summary
     conditions = [
         ("spec", args.spec),
@@ -110,20 +124,6 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> dict[s
         "elapsed_s": round(time.monotonic() - started, 3),
         "report": str(report),
     }
-
-
-def _deployed_queue_urls(clients: ClientFactory, names: StackNames) -> dict[str, str]:
-    sqs = clients.client("sqs")
-    urls = {}
-    for name in (names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue):
-        try:
-            urls[name] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        except ClientError as exc:
-            raise ConfigurationError(
-                f"queue {name} not found: the stack is not deployed in this account/region; "
-                "deploy it with scripts/deploy_all.py (or use --target local)."
-            ) from exc
-    return urls
 
 
 def estimate(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> int:

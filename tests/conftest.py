@@ -35,3 +35,9 @@ def deploy_ctx(mocked_aws: None) -> DeployContext:
     clients = ClientFactory(region=config.region)
     account = clients.client("sts").get_caller_identity()["Account"]
     return DeployContext(clients, config, config.names(account_id=account), config.region, account)
+
+
+@pytest.fixture(autouse=True)
+def _local_state_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_batch / results on the embedded default keep state: never in the developer's .local-aws/."""
+    monkeypatch.setenv("MAKENAIDE_LOCAL_STATE", str(tmp_path_factory.mktemp("local-aws")))
