@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from backtesting_modules.pipeline.names import StackNames
+from backtesting_modules.pipeline.names import BATCH_INDEX, StackNames
 
 VERSION = "2012-10-17"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -207,7 +207,8 @@ def collector_policy(names: StackNames, region: str, account_id: str | None, met
 def batch_submitter_policy(names: StackNames, region: str, account_id: str | None) -> Policy:
     """Who runs `scripts/run_batch.py --target aws` (a person, or backtest.yml through OIDC): upload bars,
     write the batch and its job records, send jobs (reading queue depth to send in waves), follow progress
-    and download the summary. It cannot receive jobs, touch results or change any resource."""
+    and download the summary; and `scripts/results.py --target aws`: list batches (the batches-by-created
+    index) and read stored results. It cannot receive jobs, write results or change any resource."""
     account = _account(account_id)
     queues = [names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue]
     return _policy(
@@ -219,11 +220,20 @@ def batch_submitter_policy(names: StackNames, region: str, account_id: str | Non
                 [queue_arn(region, account, q) for q in (names.job_queue, names.priority_queue)],
             ),
             _statement("UploadBars", ["s3:PutObject"], [objects_arn(names.bucket, "bars/")]),
-            _statement("ReadSummaries", ["s3:GetObject"], [objects_arn(names.bucket, "summaries/")]),
+            _statement(
+                "ReadSummariesAndResults",
+                ["s3:GetObject"],
+                [objects_arn(names.bucket, "summaries/"), objects_arn(names.bucket, "results/")],
+            ),
             _statement(
                 "RecordAndFollowBatches",
                 ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
                 [table_arn(region, account, names.table)],
+            ),
+            _statement(
+                "ListBatches",
+                ["dynamodb:Query"],
+                [f"{table_arn(region, account, names.table)}/index/{BATCH_INDEX}"],
             ),
         ]
     )
