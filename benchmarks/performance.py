@@ -216,6 +216,8 @@ def scalability(sizes: list[tuple[int, int | None]], max_workers: int) -> list[d
             for workers in range(1, max_workers + 1):
                 if runtime.workers != workers:
                     runtime.start_pollers(workers)
+                    # Unmeasured warm-up: new worker processes import the engine before their first job.
+                    run_distributed(runtime, scaled_spec(10, name="warm-up"))
                 cell = summarize([run_distributed(runtime, spec, target)], seq.wall_s, seq.engine_s)
                 cell["sequential_s"] = seq.wall_s
                 cells.append(cell)
