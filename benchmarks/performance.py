@@ -45,7 +45,7 @@ from tabulate import tabulate
 from backtesting_modules.errors import BacktestError
 from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
-from backtesting_modules.jobs.spec import BatchSpec, estimate_bars, load_spec
+from backtesting_modules.jobs.spec import BatchSpec, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
 from opslib.projection import project, render_projection
 from opslib.runtime import LocalRuntime, deployed_submitter, execute_batch
@@ -345,7 +345,7 @@ def measure_aws(spec: BatchSpec, args: argparse.Namespace) -> dict[str, Any]:
     batch = compute_batch_id(spec, salt=str(time.time_ns()))
     outcome = execute_batch(submitter, spec, batch, depth=2 * concurrency, timeout_s=3600.0)
     records = submitter.store.list_jobs(batch)
-    bars = estimate_bars(spec)
+    bars = outcome.bars
     backtests = int(outcome.record["backtests"])
     projected = project(
         len(outcome.jobs),

@@ -47,6 +47,8 @@ from backtesting_modules.reports import (
 from backtesting_modules.timezone import SessionGate, TimezoneBacktester
 from backtesting_modules.timezone.report import render_comparison, render_group_table, render_timezone
 
+MAX_GRID_VALUES = 100_000  # per --grid axis: a typo like 1:1e9:1 must not allocate a billion values
+
 
 class UsageError(Exception):
     """A bad command-line argument; the message names it."""
@@ -63,10 +65,19 @@ def parse_grid_values(text: str, option: str) -> list[float]:
     """`start:stop:step` (stop included) or `v1,v2,...`."""
     try:
         if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise UsageError(f"{option} {text!r}: expected start:stop:step (stop included), e.g. 5:50:5.")
+            start, stop, step = (float(v) for v in parts)
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise UsageError(f"{option} {text!r}: start, stop and step must be finite, e.g. 5:50:5.")
             if step <= 0 or stop < start:
                 raise UsageError(f"{option} {text!r}: need start <= stop and step > 0.")
             count = math.floor((stop - start) / step + 1e-9) + 1
+            if count > MAX_GRID_VALUES:
+                raise UsageError(
+                    f"{option} {text!r}: {count:,} values, more than {MAX_GRID_VALUES:,}; use a larger step."
+                )
             values = [start + i * step for i in range(count)]
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
@@ -87,7 +98,13 @@ def parse_config(assignments: Sequence[str], fill: str | None) -> StrategyConfig
         key, raw = parse_assignment(text, "--config")
         if key not in names:
             raise UsageError(f"--config {key}: unknown StrategyConfig field.{did_you_mean(key, names)}")
-        values[key] = None if raw.lower() in {"none", "null"} else yaml.safe_load(raw)
+        try:
+            values[key] = None if raw.lower() in {"none", "null"} else yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise UsageError(
+                f"--config {key}={raw!r}: not a valid YAML value; quote it or fix the syntax "
+                "(e.g. --config 'filters={min_price: 1000}' or --config filters=none)."
+            ) from exc
     if fill:
         values["fill"] = fill
     return StrategyConfig(**values)
@@ -158,9 +175,12 @@ def load_input(args: argparse.Namespace) -> pd.DataFrame:
         return load_bars(args.data, symbol=args.symbol)
     if args.periods < 2:
         raise UsageError(f"--periods {args.periods}: need at least 2 bars.")
-    return synthetic_bars(
-        args.symbol or "SYNTH-KRW", periods=args.periods, freq=args.freq, seed=args.synthetic
-    )
+    try:
+        return synthetic_bars(
+            args.symbol or "SYNTH-KRW", periods=args.periods, freq=args.freq, seed=args.synthetic
+        )
+    except BacktestError as exc:  # periods and seed are checked above: the bar interval is what failed
+        raise UsageError(f"--freq {args.freq!r}: {exc}") from exc
 
 
 def to_jsonable(value: Any) -> Any:
@@ -244,6 +264,9 @@ def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfi
         spec.param(key)
         grid[key] = parse_grid_values(raw, f"--grid {key}")
     fixed = dict(parse_assignment(p, "--param") for p in args.param)
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise UsageError(f"--param {both[0]} and --grid {both[0]}: give each parameter in one of them.")
     frame = run_sweep(bars, spec, grid, config, fixed=fixed)
     ranked = rank_sweep(frame, args.rank)
     if args.json:
@@ -307,8 +330,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     if args.report:
         path = Path(args.report)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(report, encoding="utf-8")
+        except OSError as exc:
+            parser.exit(
+                2,
+                f"{parser.prog}: error: --report {path}: cannot write it ({exc}); choose a writable path.\n",
+            )
         print(f"report: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

@@ -475,6 +475,8 @@ def load_markets(exchange: Any, sleep: Sleep, max_retries: int) -> None:
 
 def run(args: argparse.Namespace, make_exchange: ExchangeFactory, sleep: Sleep, now_ms: int | None) -> int:
     check_exchange_id(args.exchange)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file: pass a directory (it is created if missing)")
     exchange = make_exchange(args.exchange)
     try:
         load_markets(exchange, sleep, args.max_retries)

@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from backtesting_modules.errors import BacktestError
+from backtesting_modules.errors import BacktestError, DataError
 from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
@@ -167,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "GitHub Actions) or use --target local.\n",
         )
     except (BacktestError, ClientError, BotoCoreError) as exc:
-        parser.exit(2 if isinstance(exc, ConfigurationError) else 1, f"{parser.prog}: error: {exc}\n")
+        # Bad configuration or bad bars: the fix is the input, and nothing was submitted.
+        usage = isinstance(exc, (ConfigurationError, DataError))
+        parser.exit(2 if usage else 1, f"{parser.prog}: error: {exc}\n")
     if args.json:
         print(json.dumps(outcome))
     else:

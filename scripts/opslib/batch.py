@@ -79,12 +79,11 @@ class Submitter:
     def upload_bars(self, spec: BatchSpec) -> int:
         """Bars of every symbol to S3 under content-addressed keys; returns the bar count of the first."""
         source = data_hash(spec)
-        lengths = []
-        for symbol in spec.symbols:
-            frame = load_symbol_bars(spec, symbol)
+        # Every symbol is read and validated before the first upload: a bad file uploads nothing.
+        frames = {symbol: load_symbol_bars(spec, symbol) for symbol in spec.symbols}
+        for symbol, frame in frames.items():
             self.store.put_bars(bars_key(source, symbol), frame)
-            lengths.append(len(frame))
-        return min(lengths)
+        return min(len(frame) for frame in frames.values())
 
     def register(self, spec: BatchSpec, batch_id: str, jobs: list[Job]) -> bool:
         created = self.store.create_batch(

@@ -23,7 +23,7 @@ from tabulate import tabulate
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError, StackNames
 
-from .stack import StackConfig, load_stack
+from .stack import StackConfig, check_region, load_stack
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,8 @@ def build_context(args: argparse.Namespace) -> DeployContext:
     kwargs = {"path": Path(args.config)} if args.config else {}
     config = load_stack(environment=args.environment, **kwargs)
     region = args.region or config.region
+    if args.region:
+        check_region(args.region, "--region")
     factory = ClientFactory.from_environ()
     clients = ClientFactory(endpoint_url=args.endpoint_url or factory.endpoint_url, region=region)
     account = clients.client("sts").get_caller_identity()["Account"]

@@ -192,6 +192,7 @@ def deployed_submitter(clients: ClientFactory, stack: StackConfig) -> Submitter:
 class BatchOutcome:
     batch_id: str
     jobs: list[Job]
+    bars: int  # bars per symbol the jobs were planned on
     record: dict[str, Any]
     summary: dict[str, Any]
     elapsed_s: float
@@ -243,4 +244,5 @@ def execute_batch(
         )
     if on_progress is not None:
         on_progress(record)
-    return BatchOutcome(batch_id, jobs, record, fetch_summary(store, record), time.monotonic() - started)
+    summary = fetch_summary(store, record)
+    return BatchOutcome(batch_id, jobs, n_bars, record, summary, time.monotonic() - started)

@@ -246,10 +246,7 @@ def estimate_bars(spec: BatchSpec) -> int:
         return data.periods
     if data.source is DataSource.EXCHANGE and data.since:
         until = pd.Timestamp(data.until, tz="UTC") if data.until else pd.Timestamp("2030-01-01", tz="UTC")
-        step = pd.Timedelta(
-            data.timeframe.replace("m", "min") if data.timeframe.endswith("m") else data.timeframe
-        )
-        return max(1, int((until - pd.Timestamp(data.since, tz="UTC")) / step))
+        return max(1, int((until - pd.Timestamp(data.since, tz="UTC")) / timeframe_delta(data.timeframe)))
     return DEFAULT_BARS_ESTIMATE
 
 
@@ -615,10 +612,15 @@ def _freq(value: Any, path: str) -> str:
     return text
 
 
+def timeframe_delta(timeframe: str) -> pd.Timedelta:
+    """A ccxt timeframe (1m, 15m, 1h, 1d, 1w) as a Timedelta; ValueError for calendar periods (1M, 1y)."""
+    units = {"m": "min", "d": "D", "w": "W"}  # ccxt's lower-case units in pandas' spelling
+    return pd.Timedelta(timeframe[:-1] + units.get(timeframe[-1:], timeframe[-1:]))
+
+
 def _exchange_timeframe(text: str, path: str) -> None:
-    """A ccxt timeframe of fixed length (1m, 15m, 1h, 1d, 1w), as `estimate_bars` reads it."""
     try:
-        seconds = pd.Timedelta(text.replace("m", "min") if text.endswith("m") else text).total_seconds()
+        seconds = timeframe_delta(text).total_seconds()
     except ValueError:  # an unknown unit, or a calendar period (1M, 1y)
         seconds = 0.0
     if seconds <= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,7 +128,16 @@ class Store:
         self.put_bytes(key, encode_bars(bars))
 
     def load_bars(self, key: str) -> pd.DataFrame:
-        return decode_bars(self.get_bytes(key))
+        body = self.get_bytes(key)
+        try:
+            return decode_bars(body)
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            # The whole object was read and is not bars: reading it again gives the same bytes.
+            raise StoreError(
+                f"s3://{self.bucket}/{key} is not a bars object (an npz of OHLCV arrays): {exc}; "
+                "upload the bars again.",
+                retryable=False,
+            ) from exc
 
     # --- DynamoDB: batches ------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from .store import Store, StoreError
 
 logger = logging.getLogger(__name__)
 BARS_CACHE_SIZE = 64
+BATCH_CACHE_SIZE = 64  # top N per batch id
 
 
 def retryable(exc: BaseException) -> bool:
@@ -101,7 +102,7 @@ class Worker:
 
     def _batch_top_n(self, batch_id: str) -> int:
         if batch_id not in self._top_n:
-            if len(self._top_n) >= BARS_CACHE_SIZE:
+            if len(self._top_n) >= BATCH_CACHE_SIZE:
                 self._top_n.clear()
             self._top_n[batch_id] = int(self.store.get_batch(batch_id).get("top_n", 20))
         return self._top_n[batch_id]
@@ -138,7 +139,7 @@ class Worker:
         logger.warning("malformed job message: %s", exc)
         try:
             raw = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep, as decode_job already said
             raw = None
         if (
             isinstance(raw, dict)
