@@ -28,6 +28,10 @@ def record_handler(record: SQSRecord) -> None:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        if collector.cache_info().currsize:  # not when it could not even be built (missing environment)
+            collector().flush_metrics()  # one PutMetricData call per invocation

@@ -22,7 +22,7 @@ from backtesting_modules.jobs.spec import BatchSpec, DataSource, Priority, data_
 from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError, StackNames
-from backtesting_modules.pipeline.store import MissingObjectError, Store, now_iso
+from backtesting_modules.pipeline.store import MissingObjectError, Store, StoreError, now_iso
 from backtesting_modules.reports import render_batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,28 +127,39 @@ class Submitter:
         sqs = self.clients.client("sqs")
         url = self.queue_for(jobs[0])
         sent = 0
-        while sent < len(jobs):
+        while True:
             attributes = sqs.get_queue_attributes(
                 QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
             )
-            room = min(
-                10, depth - int(attributes["Attributes"]["ApproximateNumberOfMessages"]), len(jobs) - sent
-            )
-            if room > 0:
-                wave = jobs[sent : sent + room]
-                sqs.send_message_batch(
+            visible = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+            room = min(depth - visible, len(jobs) - sent)
+            while room > 0:  # fill up to `depth` now, in requests of up to 10 messages
+                wave = jobs[sent : sent + min(10, room)]
+                response = sqs.send_message_batch(
                     QueueUrl=url,
                     Entries=[{"Id": str(i), "MessageBody": encode_job(job)} for i, job in enumerate(wave)],
                 )
-                sent += room
-                continue
-            if not on_tick():
+                if response.get("Failed"):
+                    first = response["Failed"][0]
+                    raise StoreError(
+                        f"SQS refused {len(response['Failed'])} job message(s) ({first.get('Code')}: "
+                        f"{first.get('Message')}); send them again with --resume {wave[0].batch_id}."
+                    )
+                sent += len(wave)
+                room -= len(wave)
+            if sent >= len(jobs) or not on_tick():
                 return
             time.sleep(poll_s)  # the emulator has no waiter for "queue drained below N"
 
 
 def _job_size(job: Job) -> int:
     return max(0, job.stop - job.start) * max(1, len(job.symbols))
+
+
+def largest_first(jobs: list[Job]) -> list[Job]:
+    """The jobs in sending order: most backtests first (stable), so the short jobs — each symbol's remainder
+    — run last and fill the workers' final gaps instead of leaving one worker a long job at the end."""
+    return sorted(jobs, key=_job_size, reverse=True)
 
 
 def progress_line(batch: dict[str, Any], started: float) -> str:

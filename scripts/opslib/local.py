@@ -39,6 +39,7 @@ from backtesting_modules.pipeline.names import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_ENV = "MAKENAIDE_LOCAL_STATE"  # where the embedded default keeps its state (default .local-aws/)
+EMULATOR_SERVER = Path(__file__).with_name("emulator_server.py")  # moto's server, made cheaper: see there
 
 
 def local_state_dir() -> Path:
@@ -85,7 +86,7 @@ class Emulator:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> Emulator:
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        command = [sys.executable, str(EMULATOR_SERVER), "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while not self._listening():

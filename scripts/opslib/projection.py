@@ -1,5 +1,6 @@
 """A model of a batch on AWS: wall time (event-source-mapping scale-up, cold starts, per-job engine time) and
-cost (Lambda GB-seconds and requests, SQS requests, DynamoDB writes and reads, S3 requests) at list prices.
+cost (Lambda GB-seconds and requests, SQS requests, DynamoDB writes and reads, S3 requests, CloudWatch
+PutMetricData calls) at list prices.
 
 Pure arithmetic over a job count and a per-job engine time; the engine time comes from measured throughput
 (bar·combinations per second per vCPU), so the projection moves with the engine benchmark.
@@ -24,6 +25,8 @@ WRITE_UNITS_PER_JOB = 1 + 1 + 4
 READ_UNITS_PER_JOB = 2  # the worker's and the collector's batch reads
 S3_PUTS_PER_JOB = 2  # result body (or stored inline copy) and its digest
 S3_GETS_PER_JOB = 1  # the digest, read for the summary
+# The collector publishes metrics once per invocation of up to 10 results (config/stack.yaml collector).
+METRIC_CALLS_PER_JOB = 1 / 10
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,10 @@ def project(
             + S3_GETS_PER_JOB * float(prices["s3"]["per_thousand_get"])
         )
         / 1e3,
+        "cloudwatch": jobs
+        * METRIC_CALLS_PER_JOB
+        / 1e3
+        * float(prices["cloudwatch"]["per_thousand_requests"]),
     }
     return Projection(jobs, backtests, job_seconds, concurrency, wall, gb_s, cost)
 

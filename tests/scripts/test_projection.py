@@ -50,6 +50,7 @@ def test_costs_by_hand() -> None:
     assert p.lambda_gb_s == pytest.approx(gb_s)
     assert p.cost_usd["lambda_compute"] == pytest.approx(gb_s * 0.0000166667)
     assert p.cost_usd["lambda_requests"] == pytest.approx(2000 / 1e6 * 0.20)
+    assert p.cost_usd["cloudwatch"] == pytest.approx(100 / 1e3 * 0.01)  # one PutMetricData per 10 results
     assert p.total_usd == pytest.approx(sum(p.cost_usd.values()))
     arm = project(
         1000,

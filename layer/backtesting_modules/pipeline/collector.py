@@ -4,7 +4,8 @@ Store the result body in S3 (same key, same bytes: a redelivery rewrites nothing
 outcome and count it toward its batch in one conditional transaction (a duplicate counts nothing), then, once
 every job is counted, write the batch summary and flip the batch to COMPLETE — the summary is written before
 the flip, so a collector that dies in between leaves a batch the next message (or a resume) completes.
-Metrics are published by the invocation whose write counted.
+Metrics are published by the invocation whose write counted, once per invocation (`flush_metrics`): one
+PutMetricData call with a statistic set per metric instead of one call per result.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..jobs.messages import decode_failure, decode_result, message_kind
 from ..jobs.planner import result_key
@@ -34,6 +37,8 @@ logger = logging.getLogger(__name__)
 class Collector:
     clients: ClientFactory
     env: HandlerEnv
+    # (name, value, unit) counted by this invocation and not yet published; see flush_metrics.
+    _metrics: list[tuple[str, float, str]] = field(default_factory=list, init=False, repr=False)
 
     @cached_property
     def store(self) -> Store:
@@ -101,7 +106,7 @@ class Collector:
         if not self.store.try_complete(batch_id, key):
             return False
         duration = (datetime.fromisoformat(now_iso()) - created).total_seconds()
-        self._put_metrics([("BatchDuration", duration, "Seconds"), ("BatchesCompleted", 1, "Count")])
+        self._metrics += [("BatchDuration", duration, "Seconds"), ("BatchesCompleted", 1, "Count")]
         return True
 
     def summarize(self, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,16 +154,40 @@ class Collector:
 
     def _publish_job(self, outcome: Mapping[str, Any]) -> None:
         ok = outcome["status"] == "SUCCEEDED"
-        data: list[tuple[str, float, str]] = [
+        self._metrics += [
             ("JobsSucceeded" if ok else "JobsFailed", 1.0, "Count"),
             ("BacktestsRun", float(outcome.get("backtests", 0)), "Count"),
         ]
         if ok:
-            data.append(("JobDuration", float(outcome.get("duration_s", 0.0)), "Seconds"))
-        self._put_metrics(data)
+            self._metrics.append(("JobDuration", float(outcome.get("duration_s", 0.0)), "Seconds"))
 
-    def _put_metrics(self, data: list[tuple[str, float, str]]) -> None:
-        self.clients.client("cloudwatch").put_metric_data(
-            Namespace=self.env.metric_namespace,
-            MetricData=[{"MetricName": n, "Value": float(v), "Unit": u} for n, v, u in data],
-        )
+    def flush_metrics(self) -> None:
+        """Publish what this invocation counted in one call: a statistic set (count, sum, min, max) per
+        metric, so Sum, SampleCount and Average read the same as one datum per result would.
+
+        Metrics are telemetry: the counts they describe are already stored, so a failed call is logged, not
+        raised (raising would make SQS redeliver results that were counted)."""
+        pending, self._metrics = self._metrics, []
+        if not pending:
+            return
+        grouped: dict[tuple[str, str], list[float]] = {}
+        for name, value, unit in pending:
+            grouped.setdefault((name, unit), []).append(float(value))
+        data = [
+            {
+                "MetricName": name,
+                "Unit": unit,
+                "StatisticValues": {
+                    "SampleCount": float(len(values)),
+                    "Sum": sum(values),
+                    "Minimum": min(values),
+                    "Maximum": max(values),
+                },
+            }
+            for (name, unit), values in grouped.items()
+        ]
+        try:
+            cloudwatch = self.clients.client("cloudwatch")
+            cloudwatch.put_metric_data(Namespace=self.env.metric_namespace, MetricData=data)
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("publishing %d metric(s) failed, they are dropped: %s", len(data), exc)

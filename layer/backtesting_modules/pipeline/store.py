@@ -12,6 +12,7 @@ import json
 import time
 import zipfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from . import names
 from .clients import ClientFactory
 
 JOB_TTL_DAYS = 30
+REGISTER_THREADS = 8  # concurrent conditional puts when registering a batch's jobs
 TERMINAL = ("SUCCEEDED", "FAILED")
 
 
@@ -208,9 +210,14 @@ class Store:
     # --- DynamoDB: jobs ---------------------------------------------------------------------------------
 
     def put_pending_jobs(self, batch_id: str, jobs: list[Mapping[str, Any]]) -> None:
-        """Job records in PENDING; an existing record (a resumed batch) is left as it is."""
+        """Job records in PENDING; an existing record (a resumed batch) is left as it is.
+
+        One conditional put per job (a batch write cannot keep an existing record), sent from a few threads:
+        a 1,000-job batch registers in well under a second instead of 1,000 round trips in a row."""
         expires = int(time.time()) + JOB_TTL_DAYS * 86400
-        for job in jobs:
+        dynamodb = self.clients.client("dynamodb")  # boto3 clients are thread-safe
+
+        def put(job: Mapping[str, Any]) -> None:
             item = {
                 "PK": _s(names.batch_pk(batch_id)),
                 "SK": _s(names.job_sk(job["job_id"])),
@@ -223,12 +230,20 @@ class Store:
                 "ttl": _n(expires),
             }
             try:
-                self.clients.client("dynamodb").put_item(
+                dynamodb.put_item(
                     TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(SK)"
                 )
             except ClientError as exc:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise StoreError(f"recording job {job['job_id']} failed: {exc}") from exc
+
+        if len(jobs) <= 1:
+            for job in jobs:
+                put(job)
+            return
+        with ThreadPoolExecutor(max_workers=min(REGISTER_THREADS, len(jobs))) as pool:
+            for _ in pool.map(put, jobs):  # re-raises the first failure
+                pass
 
     def mark_running(self, batch_id: str, job_id: str, worker: str, sent_ms: int | None = None) -> None:
         """PENDING/RUNNING → RUNNING with attempts + 1; a job already terminal is left alone.
