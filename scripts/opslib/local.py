@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -580,6 +580,9 @@ def poll_forever(spec: PollerSpec) -> None:
     arns = _queue_arns(clients, spec.queue_urls)
     sqs = clients.client("sqs")
     region = clients.region or LOCAL_CREDENTIALS["AWS_REGION"]
+    # Deletes go out from a thread while the next receive is already on its way, as the event source
+    # mapping's pollers delete apart from the function; a delete lost to a crash only means a redelivery.
+    deleter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delete")
     while True:
         received = _receive(sqs, spec)
         if received is None:
@@ -597,7 +600,17 @@ def poll_forever(spec: PollerSpec) -> None:
             if m["MessageId"] not in failed
         ]
         if done:
-            sqs.delete_message_batch(QueueUrl=url, Entries=done)
+            deleter.submit(sqs.delete_message_batch, QueueUrl=url, Entries=done).add_done_callback(
+                _report_delete_failure
+            )
+
+
+def _report_delete_failure(future: Future[Any]) -> None:
+    if future.exception() is not None:
+        print(
+            f"deleting processed messages failed (they will be redelivered): {future.exception()}",
+            file=sys.stderr,
+        )
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -153,6 +154,8 @@ class ClientFactory:
         )
     )
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # boto3's default session is not thread-safe while it builds a client; a built client is.
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
     def from_environ(cls) -> ClientFactory:
@@ -163,6 +166,12 @@ class ClientFactory:
 
     def client(self, service: str) -> Any:
         """A cached client per service (clients are thread-safe; a Lambda container reuses them)."""
+        if service in self._cache:
+            return self._cache[service]
+        with self._lock:
+            return self._build(service)
+
+    def _build(self, service: str) -> Any:
         if service not in self._cache:
             config = Config(retries={"max_attempts": self.max_attempts, "mode": "standard"})
             self._cache[service] = boto3.client(

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -60,6 +61,11 @@ class Worker:
     def store(self) -> Store:
         return Store(self.clients, self.env.table, self.env.bucket)
 
+    @cached_property
+    def _uploads(self) -> ThreadPoolExecutor:
+        """One thread for the result body's upload, which overlaps the digest's (clients are thread-safe)."""
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
+
     def process(self, record: dict[str, Any]) -> None:
         """Handle one SQS record; raises when the record should be retried."""
         body = record["body"]
@@ -92,12 +98,13 @@ class Worker:
         message, body = encode_result(result, inline_limit=self.env.inline_result_limit)
         if body is not None and message["result_key"] is not None:
             # A big result: store it, and its digest, here where the rows are already in memory, so the
-            # collector never downloads and parses the body again.
-            self.store.put_result_body(message["result_key"], body)
+            # collector never downloads and parses the body again. The two uploads go out together.
+            stored = self._uploads.submit(self.store.put_result_body, message["result_key"], body)
             top_n = self._batch_top_n(job.batch_id)
             metric = job.ranking_metric
             digest = compute_digest(result.columns, metric, HIGHER_IS_BETTER.get(metric, True), top_n)
             self.store.put_json(digest_key(job.batch_id, job.job_id), digest)
+            stored.result()  # re-raises a failed upload: the job is retried, nothing is sent
         self._send(json.dumps(message, allow_nan=False))
 
     def _batch_top_n(self, batch_id: str) -> int:
