@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -118,22 +119,30 @@ class Submitter:
     def send_in_waves(
         self, jobs: list[Job], depth: int, on_tick: Callable[[], bool], poll_s: float = 0.2
     ) -> None:
-        """Send jobs while keeping at most `depth` visible in their queue; `on_tick` returns False to stop.
+        """Send jobs while keeping their queue shallow; `on_tick` returns False to stop.
 
-        A batch has one priority, so all its jobs go to one queue (the priority queue or the job queue).
+        Each poll fills the queue up to `depth` visible messages, or — when the workers take them faster —
+        up to what they took in two poll periods at the rate seen since the last fill, so short jobs never
+        wait for the next poll. A batch has one priority, so all its jobs go to one queue.
         """
         if not jobs:
             return
         sqs = self.clients.client("sqs")
         url = self.queue_for(jobs[0])
         sent = 0
+        rate = 0.0  # messages per second the workers took since the last fill
+        filled: tuple[float, int] | None = None  # (when, visible right after)
         while True:
             attributes = sqs.get_queue_attributes(
                 QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
             )
             visible = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-            room = min(depth - visible, len(jobs) - sent)
-            while room > 0:  # fill up to `depth` now, in requests of up to 10 messages
+            now = time.monotonic()
+            if filled is not None and now > filled[0]:
+                rate = max(0, filled[1] - visible) / (now - filled[0])
+            target = max(depth, math.ceil(2 * rate * poll_s))
+            room = min(target - visible, len(jobs) - sent)
+            while room > 0:  # in requests of up to 10 messages
                 wave = jobs[sent : sent + min(10, room)]
                 response = sqs.send_message_batch(
                     QueueUrl=url,
@@ -147,6 +156,8 @@ class Submitter:
                     )
                 sent += len(wave)
                 room -= len(wave)
+                visible += len(wave)
+            filled = (time.monotonic(), visible)
             if sent >= len(jobs) or not on_tick():
                 return
             time.sleep(poll_s)  # the emulator has no waiter for "queue drained below N"

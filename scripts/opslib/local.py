@@ -78,6 +78,7 @@ class Emulator:
     read_only: bool = False
     region: str = LOCAL_CREDENTIALS["AWS_REGION"]
     timings: dict[str, float] = field(default_factory=dict)  # restore_s, save_s and what they moved
+    stock: bool = False  # `python -m moto.server` as shipped instead of emulator_server.py (benchmarks)
     restored: str | None = field(default=None, init=False)  # the snapshot restored at start
     saving: bool = field(default=False, init=False)  # only a complete start may save over the snapshot
 
@@ -86,7 +87,8 @@ class Emulator:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> Emulator:
-        command = [sys.executable, str(EMULATOR_SERVER), "-H", "127.0.0.1", "-p", str(self.port)]
+        server = ["-m", "moto.server"] if self.stock else [str(EMULATOR_SERVER)]
+        command = [sys.executable, *server, "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while not self._listening():

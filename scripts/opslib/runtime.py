@@ -204,8 +204,8 @@ def poll_interval(
     """How long to wait before reading a running batch's record again: an eighth of the time its remaining
     jobs should take at the rate seen so far, within [least_s, most_s]. Few reads while much is left, and
     the end is noticed within tens of milliseconds instead of a fixed poll's half period."""
-    if done <= 0 or elapsed_s <= 0:
-        return min(most_s, 0.25)
+    if done <= 0:  # no rate yet: guess that as much time is left as has passed (a tiny batch is quick)
+        return min(most_s, max(least_s, elapsed_s / 8))
     remaining_s = max(0, total - done) * elapsed_s / done
     return min(most_s, max(least_s, remaining_s / 8))
 

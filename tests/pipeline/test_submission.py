@@ -58,7 +58,9 @@ def test_waves_fill_the_queue_to_depth_and_send_each_job_once(stack: Stack) -> N
         )
         ticks.append(visible)
         while True:
-            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
             if not messages:
                 return True
             received.extend(decode_job(m["Body"]).job_id for m in messages)
@@ -73,6 +75,33 @@ def test_waves_fill_the_queue_to_depth_and_send_each_job_once(stack: Stack) -> N
     assert len(ticks) == -(-len(jobs) // 12)
 
 
+def test_waves_grow_past_depth_when_workers_take_jobs_faster_than_the_polls(stack: Stack) -> None:
+    """Short jobs: a queue of `depth` would sit empty between two polls, so the next fill covers what the
+    workers took in two poll periods at the rate seen."""
+    jobs = _jobs()
+    submitter = Submitter(stack.clients, stack.names, stack.urls)
+    sqs = stack.clients.client("sqs")
+    url = stack.urls[stack.names.job_queue]
+    waves: list[int] = []
+
+    def take_all() -> bool:
+        taken = 0
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        ):
+            taken += len(messages)
+            for m in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        waves.append(taken)
+        return True
+
+    submitter.send_in_waves(jobs, depth=2, on_tick=take_all, poll_s=0.2)
+    take_all()
+    assert sum(waves) == len(jobs)
+    assert waves[0] == 2  # the first fill knows no rate yet
+    assert max(waves) > 2  # later fills follow the workers' pace
+
+
 def test_send_in_waves_stops_when_told(stack: Stack) -> None:
     submitter = Submitter(stack.clients, stack.names, stack.urls)
     submitter.send_in_waves(_jobs(), depth=3, on_tick=lambda: False, poll_s=0.0)
@@ -85,7 +114,8 @@ def test_send_in_waves_stops_when_told(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("done", "total", "elapsed", "expected"),
     [
-        (0, 24, 2.0, 0.25),  # nothing done yet: no rate to go by
+        (0, 24, 2.0, 0.25),  # nothing done yet: as much time left as has passed
+        (0, 1, 0.1, 0.05),  # a tiny batch just sent: polled quickly
         (4, 24, 2.0, 1.0),  # 10 s of work left: the slowest poll
         (23, 24, 12.0, 0.065),  # the last job (~0.52 s) is running: an eighth of it
         (24, 24, 13.0, 0.05),  # done (the caller stops reading): never below the floor
