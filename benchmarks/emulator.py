@@ -1,9 +1,10 @@
 """Emulator benchmark: server CPU per request of the embedded default's emulator (scripts/opslib/
 emulator_server.py) against moto's server as shipped (`python -m moto.server`), in the same run.
 
-The requests are the ones one job costs in the pipeline (docs/benchmarks.md), on a table that already holds
-`--items` job records (the size of a 1,000-job batch by default): moto's own TransactWriteItems copies the
-whole table for each entry, so its cost grows with the table; ours backs up only the named items.
+The requests are the ones one job costs in the pipeline (docs/benchmarks.md), made by the pipeline's own
+`Store` on the stack `ensure_stack` creates, whose table already holds `--items` job records (a 1,000-job
+batch by default): moto's own TransactWriteItems copies the whole table for each entry, so its cost grows
+with the table; ours backs up only the named items.
 
     python benchmarks/emulator.py [--requests 100] [--items 1000] [--json]
 """
@@ -16,116 +17,60 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
 from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.store import Store, now_iso
 from opslib.local import Emulator
+from opslib.resources import ensure_stack
 from opslib.runtime import process_cpu_seconds
+from opslib.stack import load_stack
 
-TABLE, BUCKET, QUEUE = "bench-jobs", "bench-results", "bench-queue"
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
+BATCH = "bench"
 
 
-def _job(i: int) -> dict[str, Any]:
-    """A job record shaped like the pipeline's (about a dozen attributes)."""
-    return {
-        "PK": _s("BATCH#bench"),
-        "SK": _s(f"JOB#{i:06d}"),
-        "job_id": _s(f"j{i:06d}"),
-        "status": _s("PENDING"),
-        "attempts": {"N": "0"},
-        "strategy": _s("SMA_Crossover"),
-        "symbols": _s("KRW-BTC"),
-        "backtests": {"N": "4175"},
-        "ttl": {"N": "1900000000"},
-        "worker": _s("host:1234"),
-        "started_at": _s("2026-11-24T00:00:00.000+00:00"),
-        "sent_at": _s("2026-11-24T00:00:00.000+00:00"),
-    }
+def _prepare(clients: ClientFactory, items: int) -> tuple[Store, str]:
+    """The stack as the local runtime creates it, and a batch of `items` pending job records."""
+    stack = load_stack()
+    names = stack.names()
+    urls = ensure_stack(clients, stack, names)
+    store = Store(clients, names.table, names.bucket)
+    store.create_batch({"batch_id": BATCH, "name": BATCH, "created_at": now_iso(), "total_jobs": items})
+    jobs: list[Mapping[str, Any]] = [
+        {"job_id": f"j{i:06d}", "strategy": "SMA_Crossover", "symbols": ["KRW-BTC"]} for i in range(items)
+    ]
+    store.put_pending_jobs(BATCH, jobs)
+    return store, urls[names.job_queue]
 
 
-def _prepare(clients: ClientFactory, items: int) -> str:
-    dynamodb = clients.client("dynamodb")
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.put_item(TableName=TABLE, Item={"PK": _s("BATCH#bench"), "SK": _s("META"), "n": {"N": "0"}})
-    for start in range(0, items, 25):
-        requests = [{"PutRequest": {"Item": _job(i)}} for i in range(start, min(items, start + 25))]
-        dynamodb.batch_write_item(RequestItems={TABLE: requests})
-    clients.client("s3").create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": clients.region or "ap-northeast-2"}
-    )
-    return str(clients.client("sqs").create_queue(QueueName=QUEUE)["QueueUrl"])
-
-
-def _operations(clients: ClientFactory, queue: str, items: int) -> dict[str, Callable[[int], Any]]:
-    dynamodb, s3, sqs = clients.client("dynamodb"), clients.client("s3"), clients.client("sqs")
-    cloudwatch = clients.client("cloudwatch")
+def _operations(store: Store, queue: str, items: int) -> dict[str, Callable[[int], Any]]:
+    """The pipeline's own calls (`Store`), each on another job, and the SQS and CloudWatch requests."""
+    sqs, cloudwatch = store.clients.client("sqs"), store.clients.client("cloudwatch")
     rng = np.random.default_rng(0)
     body = base64.b64encode(rng.random(4175 * 20).tobytes())  # a job's stored result, ~0.9 MB
-    digest = json.dumps({"top": [{"params": {"fast": i}, "metrics": list(range(20))} for i in range(50)]})
-    meta = {"PK": _s("BATCH#bench"), "SK": _s("META")}
+    digest = {"top": [{"params": {"fast": i}, "metrics": list(range(20))} for i in range(50)]}
+    outcome = {"status": "SUCCEEDED", "backtests": 4175, "duration_s": 1.0, "best": None}
 
-    def job_key(i: int) -> dict[str, Any]:
-        return {"PK": _s("BATCH#bench"), "SK": _s(f"JOB#{i % items:06d}")}
+    def job(i: int) -> str:
+        return f"j{i % items:06d}"
 
     def receive_and_delete(_: int) -> None:
-        sqs.send_message(QueueUrl=queue, MessageBody=digest[:600])
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(digest)[:600])
         for m in sqs.receive_message(QueueUrl=queue, AttributeNames=["All"]).get("Messages", []):
-            sqs.delete_message_batch(
-                QueueUrl=queue, Entries=[{"Id": "0", "ReceiptHandle": m["ReceiptHandle"]}]
-            )
+            entry = {"Id": "0", "ReceiptHandle": m["ReceiptHandle"]}
+            sqs.delete_message_batch(QueueUrl=queue, Entries=[entry])
 
     return {
-        "DynamoDB UpdateItem (mark running)": lambda i: dynamodb.update_item(
-            TableName=TABLE,
-            Key=job_key(i),
-            UpdateExpression="SET #s = :r ADD attempts :one",
-            ConditionExpression="attribute_exists(SK)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":r": _s("RUNNING"), ":one": {"N": "1"}},
-        ),
-        "DynamoDB TransactWriteItems (count a job)": lambda i: dynamodb.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": TABLE,
-                        "Key": job_key(i),
-                        "UpdateExpression": "SET #s = :ok",
-                        "ExpressionAttributeNames": {"#s": "status"},
-                        "ExpressionAttributeValues": {":ok": _s("SUCCEEDED")},
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": TABLE,
-                        "Key": meta,
-                        "UpdateExpression": "ADD n :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}},
-                    }
-                },
-            ]
-        ),
-        "DynamoDB GetItem (batch record)": lambda i: dynamodb.get_item(
-            TableName=TABLE, Key=meta, ConsistentRead=True
-        ),
-        "S3 PutObject (result body, 0.9 MB)": lambda i: s3.put_object(Bucket=BUCKET, Key=f"r/{i}", Body=body),
-        "S3 PutObject (digest)": lambda i: s3.put_object(Bucket=BUCKET, Key=f"d/{i}", Body=digest.encode()),
-        "S3 GetObject (digest)": lambda i: s3.get_object(Bucket=BUCKET, Key=f"d/{i}")["Body"].read(),
+        "DynamoDB UpdateItem (mark running)": lambda i: store.mark_running(BATCH, job(i), "host:1"),
+        "DynamoDB TransactWriteItems (count a job)": lambda i: store.record_outcome(BATCH, job(i), outcome),
+        "DynamoDB GetItem (batch record)": lambda i: store.get_batch(BATCH),
+        "S3 PutObject (result body, 0.9 MB)": lambda i: store.put_result_body(f"r/{i}", body),
+        "S3 PutObject (digest)": lambda i: store.put_json(f"d/{i}", digest),
+        "S3 GetObject (digest)": lambda i: store.get_json(f"d/{i}"),
         "SQS send + receive + delete": receive_and_delete,
         "SQS GetQueueAttributes": lambda i: sqs.get_queue_attributes(
             QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"]
@@ -142,10 +87,10 @@ def measure(stock: bool, requests: int, items: int) -> dict[str, float]:
     try:
         os.environ.update(server.environ())
         clients = ClientFactory(endpoint_url=server.endpoint_url, region="ap-northeast-2")
-        queue = _prepare(clients, items)
+        store, queue = _prepare(clients, items)
         pid = server.process.pid if server.process else 0
         costs = {}
-        for name, operation in _operations(clients, queue, items).items():
+        for name, operation in _operations(store, queue, items).items():
             operation(0)  # warm: the first call of a service loads its backend
             before = process_cpu_seconds(pid)
             for i in range(1, requests + 1):
