@@ -53,10 +53,13 @@ from backtesting_modules.jobs.spec import BatchSpec, count_backtests, data_hash,
 from backtesting_modules.pipeline.clients import CRASH_EXIT_STATUS, FAULT_LOG_ENV, FAULTS_ENV, ClientFactory
 from backtesting_modules.pipeline.names import HandlerEnv, StackNames, bars_key
 from backtesting_modules.pipeline.store import TERMINAL, Store
-from opslib.batch import Submitter, load_symbol_bars
-from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
-from opslib.resources import ensure_stack
-from opslib.runtime import LocalRuntime, execute_batch
+from opslib.batch.bars import load_symbol_bars
+from opslib.batch.execute import execute_batch
+from opslib.batch.submitter import Submitter
+from opslib.local.emulator import Emulator
+from opslib.local.pollers import PollerSpec, ProcessGroup, wait_until
+from opslib.local.provision import ensure_stack
+from opslib.local.runtime import LocalRuntime
 from opslib.stack import StackConfig, load_stack
 
 # The planner's engine seconds per job: far below one combination's time, so every job is one combination.

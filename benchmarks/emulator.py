@@ -25,9 +25,9 @@ from tabulate import tabulate
 
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.store import Store, now_iso
-from opslib.local import Emulator
-from opslib.resources import ensure_stack
-from opslib.runtime import process_cpu_seconds
+from opslib.local.emulator import Emulator
+from opslib.local.provision import ensure_stack
+from opslib.local.runtime import process_cpu_seconds
 from opslib.stack import load_stack
 
 BATCH = "bench"

@@ -28,8 +28,9 @@ from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, DEFAULT_THR
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.runner import run_job
 from backtesting_modules.jobs.spec import BatchSpec, JobType, parse_spec
-from opslib.batch import load_symbol_bars
-from opslib.runtime import LocalRuntime, execute_batch
+from opslib.batch.bars import load_symbol_bars
+from opslib.batch.execute import execute_batch
+from opslib.local.runtime import LocalRuntime
 
 ROLES = ("worker", "collector", "emulator", "driver", "machine_busy", "machine_idle")
 

@@ -47,8 +47,10 @@ from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
-from opslib.projection import project, render_projection
-from opslib.runtime import LocalRuntime, deployed_submitter, execute_batch
+from opslib.batch.aws import deployed_submitter
+from opslib.batch.execute import execute_batch
+from opslib.batch.projection import project, render_projection
+from opslib.local.runtime import LocalRuntime
 from opslib.stack import load_stack
 
 ROOT = Path(__file__).resolve().parents[1]

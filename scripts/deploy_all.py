@@ -12,9 +12,9 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backtesting_modules.pipeline.names import ConfigurationError
-from opslib.deploy import Plan, apply_plan, build_context, common_parser, setup_errors_exit, show
-from opslib.function_cli import git_sha, latest_layer
-from opslib.stack_units import deploy_units
+from opslib.deploy.cli import build_context, common_parser, git_sha, latest_layer, setup_errors_exit, show
+from opslib.deploy.plan import Plan, apply_plan
+from opslib.deploy.units import deploy_units
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opslib.function_cli import function_main
+from opslib.deploy.cli import function_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from opslib.deploy import DeployContext, Plan, common_parser, run_unit
-from opslib.layer import plan_layer
+from opslib.deploy.cli import common_parser, run_unit
+from opslib.deploy.layer import plan_layer
+from opslib.deploy.plan import DeployContext, Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opslib.deploy import run_unit
-from opslib.monitoring import plan_monitoring
+from opslib.deploy.cli import run_unit
+from opslib.deploy.monitoring import plan_monitoring
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opslib.deploy import run_unit
-from opslib.roles import plan_roles
+from opslib.deploy.cli import run_unit
+from opslib.deploy.roles import plan_roles
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opslib.deploy import run_unit
-from opslib.plans import plan_storage
+from opslib.deploy.cli import run_unit
+from opslib.deploy.storage import plan_storage
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from opslib.iam import (
+from opslib.deploy.iam import (
     ACCOUNT_PLACEHOLDER,
     REPO_PLACEHOLDER,
     batch_submitter_policy,
@@ -33,9 +33,9 @@ from opslib.iam import (
     github_deploy_policy,
     github_oidc_trust_policy,
     lambda_trust_policy,
-    validate_policy,
     worker_policy,
 )
+from opslib.deploy.policy_check import validate_policy
 from opslib.stack import DEFAULT_STACK, ROOT, load_stack
 
 DEFAULT_OUT = ROOT / "docs" / "iam"

@@ -27,10 +27,14 @@ from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError
-from opslib.batch import Submitter, eprint, progress_line, write_reports
-from opslib.local import Emulator, local_state_dir
-from opslib.projection import project, render_projection
-from opslib.runtime import BatchOutcome, LocalRuntime, deployed_submitter, execute_batch
+from opslib.batch.aws import deployed_submitter
+from opslib.batch.execute import BatchOutcome, execute_batch
+from opslib.batch.projection import project, render_projection
+from opslib.batch.reports import progress_line, write_reports
+from opslib.batch.submitter import Submitter
+from opslib.cli import eprint
+from opslib.local.emulator import Emulator, local_state_dir
+from opslib.local.runtime import LocalRuntime
 from opslib.stack import StackConfig, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opslib.deploy import DeployContext, Plan, common_parser, run_unit
-from opslib.stack_units import plan_teardown
+from opslib.deploy.cli import common_parser, run_unit
+from opslib.deploy.plan import DeployContext, Plan
+from opslib.deploy.units import plan_teardown
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import pytest
 from moto import mock_aws
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from opslib.deploy import DeployContext
+from opslib.deploy.plan import DeployContext
 from opslib.stack import load_stack
 
 FAKE_CREDENTIALS = {

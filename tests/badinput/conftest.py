@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from opslib.resources import ensure_stack
+from opslib.local.provision import ensure_stack
 from opslib.stack import load_stack
 from tests.badinput.support import ACCOUNT, DeployedStack
 

@@ -10,7 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv
-from opslib.local import load_handler, sqs_record
+from opslib.local.pollers import load_handler, sqs_record
 from opslib.stack import DEFAULT_STACK
 from tests.badinput.support import DeployedStack, spec_text, write
 from tests.script_loader import load_script, run_main

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from opslib.local import Emulator
+from opslib.local.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 200

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from backtesting_modules.pipeline.clients import CRASH_EXIT_STATUS
-from opslib.batch import write_reports
+from opslib.batch.reports import write_reports
 from tests.chaos.conftest import JOBS
 from tests.script_loader import load_script, run_main
 

@@ -16,7 +16,7 @@ from backtesting_modules.pipeline.clients import (
     ClientFactory,
     FaultInjector,
 )
-from opslib.local import Emulator
+from opslib.local.emulator import Emulator
 
 
 def test_throttled_requests_are_retried_by_botocore_and_logged(emulator: Emulator, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from opslib.local import Emulator
+from opslib.local.emulator import Emulator
 from tests.conftest import FAKE_CREDENTIALS
 
 RANGE = "jobs"  # a table keyed like ours: PK + SK

@@ -21,9 +21,11 @@ from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
 from backtesting_modules.pipeline.clients import FAULTS_ENV, ClientFactory
 from backtesting_modules.pipeline.names import HandlerEnv, StackNames, bars_key
 from backtesting_modules.pipeline.store import Store
-from opslib.batch import Submitter, load_symbol_bars
-from opslib.local import Emulator, PollerSpec, ProcessGroup, wait_until
-from opslib.resources import ensure_stack
+from opslib.batch.bars import load_symbol_bars
+from opslib.batch.submitter import Submitter
+from opslib.local.emulator import Emulator
+from opslib.local.pollers import PollerSpec, ProcessGroup, wait_until
+from opslib.local.provision import ensure_stack
 from opslib.stack import StackConfig, load_stack
 
 SPEC = {

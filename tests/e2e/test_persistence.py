@@ -19,11 +19,13 @@ from backtesting_modules.jobs.spec import parse_spec
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError
 from backtesting_modules.pipeline.store import MissingObjectError, Store, now_iso
-from opslib import local as local_module
-from opslib.history import History
-from opslib.local import Emulator, EmulatorState
-from opslib.resources import ensure_stack
-from opslib.runtime import LocalRuntime, execute_batch
+from opslib.batch.execute import execute_batch
+from opslib.history.queries import History
+from opslib.local import snapshot as local_module
+from opslib.local.emulator import Emulator
+from opslib.local.provision import ensure_stack
+from opslib.local.runtime import LocalRuntime
+from opslib.local.snapshot import EmulatorState
 from opslib.stack import StackConfig, load_stack
 from tests.script_loader import load_script
 

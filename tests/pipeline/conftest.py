@@ -9,7 +9,7 @@ import pytest
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import StackNames
 from backtesting_modules.pipeline.store import Store
-from opslib.resources import ensure_stack
+from opslib.local.provision import ensure_stack
 from opslib.stack import StackConfig, load_stack
 
 

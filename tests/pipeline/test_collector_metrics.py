@@ -14,8 +14,9 @@ from backtesting_modules.jobs.planner import plan_jobs
 from backtesting_modules.jobs.runner import run_job
 from backtesting_modules.jobs.spec import parse_spec
 from backtesting_modules.pipeline.names import HandlerEnv
-from opslib.batch import Submitter, load_symbol_bars
-from opslib.local import LambdaContext, load_handler, sqs_record
+from opslib.batch.bars import load_symbol_bars
+from opslib.batch.submitter import Submitter
+from opslib.local.pollers import LambdaContext, load_handler, sqs_record
 from tests.pipeline.conftest import Stack
 
 SPEC = parse_spec(

@@ -14,7 +14,7 @@ from backtesting_modules.jobs.results import (
     result_frame,
 )
 from backtesting_modules.pipeline.store import MissingObjectError, decode_bars, encode_bars
-from opslib.resources import ensure_stack
+from opslib.local.provision import ensure_stack
 from tests.pipeline.conftest import Stack
 
 

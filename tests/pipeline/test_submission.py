@@ -10,8 +10,8 @@ import pytest
 from backtesting_modules.jobs.messages import decode_job
 from backtesting_modules.jobs.planner import plan_jobs
 from backtesting_modules.jobs.spec import parse_spec
-from opslib.batch import Submitter, largest_first
-from opslib.runtime import poll_interval
+from opslib.batch.execute import poll_interval
+from opslib.batch.submitter import Submitter, largest_first
 from tests.pipeline.conftest import Stack
 
 SPEC = parse_spec(

@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 
 from backtesting_modules.pipeline.names import ConfigurationError
-from opslib.deploy import DeployContext, apply_plan
-from opslib.functions import ALIAS, plan_function, plan_rollback
-from opslib.plans import plan_queues
-from opslib.roles import plan_roles
+from opslib.deploy.functions import ALIAS, plan_function, plan_rollback
+from opslib.deploy.plan import DeployContext, apply_plan
+from opslib.deploy.queues import plan_queues
+from opslib.deploy.roles import plan_roles
 from tests.script_loader import load_script, run_main
 
 

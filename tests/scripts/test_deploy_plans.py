@@ -8,12 +8,13 @@ from dataclasses import replace
 import pytest
 
 from backtesting_modules.pipeline.names import ConfigurationError
-from opslib.deploy import DeployContext, apply_plan
-from opslib.iam import validate_policy
-from opslib.layer import plan_layer
-from opslib.monitoring import plan_monitoring
-from opslib.plans import plan_queues, plan_storage
-from opslib.roles import plan_roles
+from opslib.deploy.layer import plan_layer
+from opslib.deploy.monitoring import plan_monitoring
+from opslib.deploy.plan import DeployContext, apply_plan
+from opslib.deploy.policy_check import validate_policy
+from opslib.deploy.queues import plan_queues
+from opslib.deploy.roles import plan_roles
+from opslib.deploy.storage import plan_storage
 from tests.script_loader import load_script, run_main
 
 

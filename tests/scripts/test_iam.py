@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from backtesting_modules.pipeline.names import StackNames
-from opslib.iam import (
+from opslib.deploy.iam import (
     bucket_policy_tls_only,
     collector_policy,
     github_deploy_policy,
     github_oidc_trust_policy,
     lambda_trust_policy,
-    validate_policy,
     worker_policy,
 )
+from opslib.deploy.policy_check import validate_policy
 from tests.script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -323,7 +323,8 @@ def test_bucket_policy_denies_every_request_without_tls() -> None:
 
 
 def test_batch_submitter_can_submit_and_follow_but_not_consume() -> None:
-    from opslib.iam import batch_submitter_policy, validate_policy
+    from opslib.deploy.iam import batch_submitter_policy
+    from opslib.deploy.policy_check import validate_policy
     from opslib.stack import load_stack
 
     config = load_stack()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from opslib.projection import load_pricing, project, project_wall_time
+from opslib.batch.projection import load_pricing, project, project_wall_time
 from tests.script_loader import load_script, run_main
 
 FLAT = {"initial_concurrency": 10, "added_per_minute": 0, "cold_start_s": 0.0}

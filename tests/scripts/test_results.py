@@ -21,10 +21,12 @@ import pytest
 from backtesting_modules.jobs.planner import batch_id, plan_jobs
 from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
 from backtesting_modules.pipeline.names import bars_key
-from opslib.history import History, compute_comparison, compute_export_schema, compute_keyed
-from opslib.local import wait_until
-from opslib.resources import ensure_stack
-from opslib.runtime import LocalRuntime, execute_batch
+from opslib.batch.execute import execute_batch
+from opslib.history.compute import compute_comparison, compute_export_schema, compute_keyed
+from opslib.history.queries import History
+from opslib.local.pollers import wait_until
+from opslib.local.provision import ensure_stack
+from opslib.local.runtime import LocalRuntime
 from opslib.stack import load_stack
 from tests.script_loader import load_script
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 
-from opslib.deploy import DeployContext, apply_plan
-from opslib.plans import ENCRYPTION, PUBLIC_ACCESS_BLOCK, plan_queues, plan_storage
-from opslib.resources import queue_definitions, table_definition
+from opslib.deploy.plan import DeployContext, apply_plan
+from opslib.deploy.queues import plan_queues
+from opslib.deploy.resources import ENCRYPTION, PUBLIC_ACCESS_BLOCK, queue_definitions, table_definition
+from opslib.deploy.storage import plan_storage
 from opslib.stack import load_stack
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from opslib.deploy import DeployContext
-from opslib.iam import WILDCARD_RESOURCE_ACTIONS
-from opslib.plans import plan_storage
-from opslib.roles import plan_roles
+from opslib.deploy.plan import DeployContext
+from opslib.deploy.policy_check import WILDCARD_RESOURCE_ACTIONS
+from opslib.deploy.roles import plan_roles
+from opslib.deploy.storage import plan_storage
 from opslib.stack import DEFAULT_STACK, load_stack
 from tests.script_loader import load_script
 

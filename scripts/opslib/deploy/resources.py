@@ -1,22 +1,28 @@
-"""Definitions of the pipeline's queues, table and bucket as plain data, and their idempotent creation.
+"""Definitions of the pipeline's queues, table and bucket as plain data.
 
-The local runtime creates its emulated stack from these definitions; the deploy scripts (plan → apply) use
-the same ones against AWS.
+The deploy planners (plan → apply) compare the live stack with these; the embedded default creates its
+emulated stack through the same planners (`opslib.local.provision`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 from backtesting_modules.pipeline import names as keys
-from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import StackNames
 
-from .stack import StackConfig
+from ..stack import StackConfig
 
 TTL_ATTRIBUTE = "ttl"
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+SUMMARY_IA_DAYS = 30
 
 
 def table_definition(names: StackNames) -> dict[str, Any]:
@@ -70,20 +76,16 @@ def queue_definitions(
     return definitions
 
 
-def ensure_stack(
-    clients: ClientFactory, config: StackConfig, names: StackNames, *, visibility_timeout_s: int | None = None
-) -> dict[str, str]:
-    """Create or update queues, table and bucket through the deploy planners (plan → apply), the same path
-    the deploy scripts take, for the local emulator (plain HTTP: no TLS-only bucket policy); returns queue
-    name → URL. Safe to run twice."""
-    from .deploy import DeployContext, apply_plan  # noqa: PLC0415 - deploy imports this module
-    from .plans import plan_queues, plan_storage  # noqa: PLC0415
-
-    if visibility_timeout_s is not None:
-        config = replace(config, queues=replace(config.queues, visibility_timeout_s=visibility_timeout_s))
-    account = clients.client("sts").get_caller_identity()["Account"]
-    ctx = DeployContext(clients, config, names, clients.region or config.region, account, enforce_tls=False)
-    apply_plan(plan_queues(ctx) + plan_storage(ctx), clients, echo=lambda _: None)
-    sqs = clients.client("sqs")
-    queues = (names.dead_letter_queue, names.job_queue, names.priority_queue, names.result_queue)
-    return {name: sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in queues}
+def lifecycle_definition(config: StackConfig) -> dict[str, Any]:
+    """Batch summaries move to infrequent access after `storage.summaries_to_ia_days`."""
+    days = int(config.storage.get("summaries_to_ia_days", SUMMARY_IA_DAYS))
+    return {
+        "Rules": [
+            {
+                "ID": "summaries-to-infrequent-access",
+                "Filter": {"Prefix": "summaries/"},
+                "Status": "Enabled",
+                "Transitions": [{"Days": days, "StorageClass": "STANDARD_IA"}],
+            }
+        ]
+    }

@@ -16,7 +16,7 @@ import yaml
 
 from backtesting_modules.pipeline.names import ConfigurationError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PRICING = ROOT / "config" / "pricing.yaml"
 # Requests per job: SQS send (batched by 10 → 0.1), receive, delete; result send, receive, delete.
 SQS_REQUESTS_PER_JOB = 0.1 + 2 + 3

@@ -1,32 +1,27 @@
-"""Running a batch end to end: on the embedded default (`LocalRuntime`: emulator, stack, worker and
-collector processes) or on a deployed stack, with the same `execute_batch`.
+"""The embedded default, up for as long as a `with` block (`LocalRuntime`: emulator, stack, worker and
+collector processes), and the CPU time each of its processes used.
 
-`run_batch.py` runs one batch per runtime; the benchmarks keep one runtime up across many batches (like
-warm Lambda containers) and read the per-process CPU time it accounts, to say which part of the pipeline
-limits a run.
+`run_batch.py` runs one batch per runtime (through `opslib.batch.execute_batch`, as on AWS); the benchmarks
+keep one runtime up across many batches (like warm Lambda containers) and read the per-process CPU time it
+accounts, to say which part of the pipeline limits a run.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
 
-from botocore.exceptions import ClientError
-
-from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs
-from backtesting_modules.jobs.spec import BatchSpec
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
 from backtesting_modules.pipeline.store import Store
 
-from .batch import Submitter, fetch_summary, largest_first
-from .local import Emulator, PollerSpec, ProcessGroup
-from .resources import ensure_stack
-from .stack import StackConfig
+from ..batch.submitter import Submitter
+from ..stack import StackConfig
+from .emulator import Emulator
+from .pollers import PollerSpec, ProcessGroup
+from .provision import ensure_stack
 
 POLL_WAIT_S = 1  # the pollers' SQS long-poll wait
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -169,100 +164,3 @@ class LocalRuntime:
         if self.names is None:
             raise ConfigurationError("the local runtime is not started")
         return self.names
-
-
-def deployed_submitter(clients: ClientFactory, stack: StackConfig) -> Submitter:
-    """A submitter for the stack deployed in the credentials' account and region."""
-    account = clients.client("sts").get_caller_identity()["Account"]
-    names = stack.names(account_id=account)
-    sqs = clients.client("sqs")
-    urls = {}
-    for name in (names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue):
-        try:
-            urls[name] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        except ClientError as exc:
-            raise ConfigurationError(
-                f"queue {name} not found: the stack is not deployed in this account/region; "
-                "deploy it with scripts/deploy_all.py (or use --target local)."
-            ) from exc
-    return Submitter(clients, names, urls)
-
-
-@dataclass
-class BatchOutcome:
-    batch_id: str
-    jobs: list[Job]
-    bars: int  # bars per symbol the jobs were planned on
-    record: dict[str, Any]
-    summary: dict[str, Any]
-    elapsed_s: float
-
-
-def poll_interval(
-    done: int, total: int, elapsed_s: float, least_s: float = 0.05, most_s: float = 1.0
-) -> float:
-    """How long to wait before reading a running batch's record again: an eighth of the time its remaining
-    jobs should take at the rate seen so far, within [least_s, most_s]. Few reads while much is left, and
-    the end is noticed within tens of milliseconds instead of a fixed poll's half period."""
-    if done <= 0:  # no rate yet: guess that as much time is left as has passed (a tiny batch is quick)
-        return min(most_s, max(least_s, elapsed_s / 8))
-    remaining_s = max(0, total - done) * elapsed_s / done
-    return min(most_s, max(least_s, remaining_s / 8))
-
-
-def _require_alive(alive: Callable[[], bool]) -> None:
-    """Raise when every local poller has exited: nothing would ever finish the batch."""
-    if not alive():
-        raise ConfigurationError("every local worker process has exited; see the messages above.")
-
-
-def execute_batch(
-    submitter: Submitter,
-    spec: BatchSpec,
-    batch_id: str,
-    *,
-    depth: int,
-    timeout_s: float,
-    alive: Callable[[], bool] = lambda: True,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
-    target_seconds: float = DEFAULT_TARGET_SECONDS,
-) -> BatchOutcome:
-    """Upload bars, register the batch and its jobs, send the pending jobs in waves of at most `depth`
-    visible messages, and wait until the batch is COMPLETE; returns its record and summary.
-
-    Resuming is the same call with an existing `batch_id`: jobs with an outcome are not sent again.
-    `target_seconds` is the planner's engine time per job (a resume must use the value of the first run).
-    """
-    started = time.monotonic()
-    deadline = started + timeout_s
-    n_bars = submitter.upload_bars(spec)
-    jobs = plan_jobs(spec, batch_id, bars=n_bars, target_seconds=target_seconds)
-    created = submitter.register(spec, batch_id, jobs)
-    store = submitter.store
-
-    def tick() -> bool:
-        if on_progress is not None:
-            on_progress(store.get_batch(batch_id))
-        _require_alive(alive)
-        return time.monotonic() < deadline
-
-    record = store.get_batch(batch_id)
-    if record["status"] != "COMPLETE":
-        pending = jobs if created else submitter.pending(batch_id, jobs)  # a new batch has no outcomes yet
-        submitter.send_in_waves(largest_first(pending), depth=depth, on_tick=tick, poll_s=0.5)
-        record = store.get_batch(batch_id)
-        while record["status"] != "COMPLETE" and time.monotonic() < deadline:
-            _require_alive(alive)
-            done = int(record["succeeded"]) + int(record["failed"])
-            time.sleep(poll_interval(done, int(record["total_jobs"]), time.monotonic() - started))
-            record = store.get_batch(batch_id)
-            if on_progress is not None and record["status"] != "COMPLETE":
-                on_progress(record)
-    if record["status"] != "COMPLETE":
-        raise ConfigurationError(
-            f"batch {batch_id} did not complete within {timeout_s:.0f} s; resume it with --resume {batch_id}."
-        )
-    if on_progress is not None:
-        on_progress(record)
-    summary = fetch_summary(store, record)
-    return BatchOutcome(batch_id, jobs, n_bars, record, summary, time.monotonic() - started)

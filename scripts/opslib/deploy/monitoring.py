@@ -1,4 +1,5 @@
-"""The CloudWatch dashboard and alarms of the pipeline, planned like every other resource."""
+"""The monitoring unit: the CloudWatch dashboard and alarms of the pipeline, planned and torn down like every
+other resource."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .deploy import Call, Change, DeployContext, Plan
+from .plan import Call, Change, DeployContext, Plan
+from .state import exists
 
 
 def dashboard_name(ctx: DeployContext) -> str:
@@ -168,3 +170,30 @@ def plan_monitoring(ctx: DeployContext) -> Plan:
                 )
             )
     return Plan("monitoring", tuple(changes))
+
+
+def teardown_monitoring(ctx: DeployContext) -> list[Change]:
+    """Delete the alarms that exist and the dashboard."""
+    cloudwatch = ctx.clients.client("cloudwatch")
+    changes = []
+    alarms = [a["AlarmName"] for a in alarm_definitions(ctx)]
+    present = [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=alarms)["MetricAlarms"]]
+    if present:
+        changes.append(
+            Change(
+                "delete",
+                "alarms",
+                ", ".join(present),
+                (Call("cloudwatch", "delete_alarms", {"AlarmNames": present}),),
+            )
+        )
+    if exists(lambda: cloudwatch.get_dashboard(DashboardName=dashboard_name(ctx))):
+        changes.append(
+            Change(
+                "delete",
+                f"dashboard {dashboard_name(ctx)}",
+                "delete",
+                (Call("cloudwatch", "delete_dashboards", {"DashboardNames": [dashboard_name(ctx)]}),),
+            )
+        )
+    return changes

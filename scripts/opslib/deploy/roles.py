@@ -1,4 +1,5 @@
-"""Planning the per-function IAM roles: one role each, trust for Lambda, one inline least-privilege policy."""
+"""The roles unit: one IAM role per function, trusted by Lambda, with one inline least-privilege policy;
+planned and torn down."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from .deploy import Call, Change, DeployContext, Plan
 from .iam import collector_policy, lambda_trust_policy, worker_policy
+from .plan import Call, Change, DeployContext, Plan
 
 
 def _document(value: Any) -> Any:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from backtesting_modules.pipeline.names import ConfigurationError
 
-from .deploy import Call, Change, DeployContext, Plan
 from .functions import RUNTIME
+from .plan import Call, Change, DeployContext, Plan
 
 DESCRIPTION_PREFIX = "sha256:"
 

@@ -16,6 +16,7 @@ import io
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from botocore.exceptions import ClientError
 
 from backtesting_modules.pipeline.names import ConfigurationError
 
-from .deploy import Call, Change, DeployContext, Plan, Ref
+from .plan import Call, Change, DeployContext, Plan, Ref
+from .state import exists
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUNTIME = "python3.12"
 ALIAS = "live"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -310,3 +312,31 @@ def plan_rollback(ctx: DeployContext, key: str) -> Plan:
             ),
         ),
     )
+
+
+def teardown_functions(ctx: DeployContext) -> list[Change]:
+    """Unmap the event sources from each function's alias, then delete the function (its versions and
+    alias go with it)."""
+    lam = ctx.clients.client("lambda")
+    changes: list[Change] = []
+    for spec in function_specs(ctx).values():
+        alias_arn = f"{ctx.function_arn(spec.name)}:{ALIAS}"
+        for mapping in lam.list_event_source_mappings(FunctionName=alias_arn).get("EventSourceMappings", []):
+            changes.append(
+                Change(
+                    "delete",
+                    f"event source {mapping['EventSourceArn'].rsplit(':', 1)[-1]}",
+                    f"unmap from {spec.name}",
+                    (Call("lambda", "delete_event_source_mapping", {"UUID": mapping["UUID"]}),),
+                )
+            )
+        if exists(partial(lam.get_function, FunctionName=spec.name)):
+            changes.append(
+                Change(
+                    "delete",
+                    f"function {spec.name}",
+                    "delete with its versions and alias",
+                    (Call("lambda", "delete_function", {"FunctionName": spec.name}),),
+                )
+            )
+    return changes

@@ -1,7 +1,8 @@
-"""Planners for the queues and the storage (table and bucket): current state in, `Plan` out.
+"""The storage unit: the table (TTL on job records, point-in-time recovery as configured) and the bucket
+(public access block, default encryption, TLS-only policy, lifecycle), planned and torn down.
 
-They only read (describe/get calls); what to create or change comes from `resources.py`, the same definitions
-the local runtime uses.
+Planners only read (describe/get calls); what to create or change comes from `resources.py`, the same
+definitions the embedded default uses.
 """
 
 from __future__ import annotations
@@ -12,61 +13,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .deploy import Call, Change, DeployContext, Plan
 from .iam import bucket_policy_tls_only
-from .resources import TTL_ATTRIBUTE, queue_definitions, table_definition
-
-PUBLIC_ACCESS_BLOCK = {
-    "BlockPublicAcls": True,
-    "IgnorePublicAcls": True,
-    "BlockPublicPolicy": True,
-    "RestrictPublicBuckets": True,
-}
-ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
-SUMMARY_IA_DAYS = 30
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _normalise(key: str, value: Any) -> Any:
-    return json.loads(value) if key == "RedrivePolicy" and isinstance(value, str) else str(value)
-
-
-# --- queues -----------------------------------------------------------------------------------------------
-
-
-def plan_queues(ctx: DeployContext) -> Plan:
-    """The DLQ first, then job, priority and result queues with the redrive policy to it."""
-    sqs = ctx.clients.client("sqs")
-    dlq_arn = ctx.queue_arn(ctx.names.dead_letter_queue)
-    changes = []
-    for name, desired in queue_definitions(ctx.config, ctx.names, dlq_arn).items():
-        try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        except ClientError as exc:
-            if _code(exc) not in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
-                raise
-            call = Call(
-                "sqs",
-                "create_queue",
-                {"QueueName": name, "Attributes": dict(desired), "tags": {"project": ctx.names.prefix}},
-            )
-            changes.append(Change("create", f"queue {name}", "create with its settings", (call,)))
-            continue
-        current = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        diff = {
-            key: (current.get(key), value)
-            for key, value in desired.items()
-            if _normalise(key, current.get(key)) != _normalise(key, value)
-        }
-        if diff:
-            update = {key: value for key, (_, value) in diff.items()}
-            call = Call("sqs", "set_queue_attributes", {"QueueUrl": url, "Attributes": update})
-            changes.append(Change("update", f"queue {name}", f"set {', '.join(sorted(diff))}", (call,), diff))
-    return Plan("queues", tuple(changes))
-
+from .plan import Call, Change, DeployContext, Plan
+from .resources import ENCRYPTION, PUBLIC_ACCESS_BLOCK, TTL_ATTRIBUTE, lifecycle_definition, table_definition
+from .state import error_code, exists
 
 # --- table ------------------------------------------------------------------------------------------------
 
@@ -88,7 +38,7 @@ def plan_table(ctx: DeployContext) -> Plan:
     try:
         dynamodb.describe_table(TableName=table)
     except ClientError as exc:
-        if _code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         calls = [
             Call(
@@ -128,20 +78,6 @@ def plan_table(ctx: DeployContext) -> Plan:
 
 
 # --- bucket -----------------------------------------------------------------------------------------------
-
-
-def lifecycle(ctx: DeployContext) -> dict[str, Any]:
-    days = int(ctx.config.storage.get("summaries_to_ia_days", SUMMARY_IA_DAYS))
-    return {
-        "Rules": [
-            {
-                "ID": "summaries-to-infrequent-access",
-                "Filter": {"Prefix": "summaries/"},
-                "Status": "Enabled",
-                "Transitions": [{"Days": days, "StorageClass": "STANDARD_IA"}],
-            }
-        ]
-    }
 
 
 def _bucket_settings(ctx: DeployContext) -> list[tuple[str, Any, Callable[[], Any], Call]]:
@@ -196,12 +132,12 @@ def _bucket_settings(ctx: DeployContext) -> list[tuple[str, Any, Callable[[], An
         ),
         (
             "lifecycle",
-            lifecycle(ctx),
+            lifecycle_definition(ctx.config),
             read(lambda: {"Rules": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}),
             Call(
                 "s3",
                 "put_bucket_lifecycle_configuration",
-                {"Bucket": bucket, "LifecycleConfiguration": lifecycle(ctx)},
+                {"Bucket": bucket, "LifecycleConfiguration": lifecycle_definition(ctx.config)},
             ),
         ),
     ]
@@ -214,7 +150,7 @@ def plan_bucket(ctx: DeployContext) -> Plan:
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if _code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+        if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
             raise
         location = (
             {}
@@ -244,3 +180,50 @@ def plan_bucket(ctx: DeployContext) -> Plan:
 
 def plan_storage(ctx: DeployContext) -> Plan:
     return Plan("storage", plan_table(ctx).changes + plan_bucket(ctx).changes)
+
+
+def teardown_storage(ctx: DeployContext, *, delete_data: bool) -> list[Change]:
+    """Delete the table (batch and job records); the bucket and its data only with `delete_data`."""
+    dynamodb = ctx.clients.client("dynamodb")
+    table = ctx.names.table
+    changes = []
+    if exists(lambda: dynamodb.describe_table(TableName=table)):
+        changes.append(
+            Change(
+                "delete",
+                f"table {table}",
+                "delete batch and job records",
+                (
+                    Call(
+                        "dynamodb",
+                        "delete_table",
+                        {"TableName": table},
+                        waiter=("table_not_exists", {"TableName": table}),
+                    ),
+                ),
+            )
+        )
+    if delete_data:
+        changes += _bucket_deletion(ctx)
+    return changes
+
+
+def _bucket_deletion(ctx: DeployContext) -> list[Change]:
+    s3, bucket = ctx.clients.client("s3"), ctx.names.bucket
+    if not exists(lambda: s3.head_bucket(Bucket=bucket)):
+        return []
+    keys = [
+        obj["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for obj in page.get("Contents", [])
+    ]
+    calls = [
+        Call(
+            "s3",
+            "delete_objects",
+            {"Bucket": bucket, "Delete": {"Objects": [{"Key": k} for k in keys[i : i + 1000]]}},
+        )
+        for i in range(0, len(keys), 1000)
+    ]
+    calls.append(Call("s3", "delete_bucket", {"Bucket": bucket}))
+    return [Change("delete", f"bucket {bucket}", f"delete {len(keys)} objects and the bucket", tuple(calls))]

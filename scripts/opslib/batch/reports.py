@@ -1,0 +1,69 @@
+"""A batch's report files (report.md, results.csv, summary.json) and the progress line of a running batch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backtesting_modules.metrics import HIGHER_IS_BETTER
+from backtesting_modules.reports import render_batch
+
+
+def progress_line(batch: dict[str, Any], started: float) -> str:
+    total = int(batch["total_jobs"])
+    done = int(batch["succeeded"]) + int(batch["failed"])
+    width = 30
+    filled = int(width * done / total) if total else width
+    return (
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} jobs, {int(batch['failed'])} failed, "
+        f"{int(batch['backtests']):,} backtests, {time.monotonic() - started:5.1f} s"
+    )
+
+
+def write_reports(summary: dict[str, Any], out_dir: Path, conditions: Iterable[tuple[str, str]]) -> Path:
+    """reports/<batch_id>/report.md, results.csv (the top rows) and summary.json; returns report.md."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    rows = summary["ranking"]["top"]
+    with (out_dir / "results.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        metrics = sorted({m for r in rows for m in r["metrics"]})
+        writer.writerow(["strategy", "symbol", "params", *metrics])
+        for r in rows:
+            writer.writerow(
+                [r["strategy"], r["symbol"], json.dumps(r["params"]), *[r["metrics"].get(m) for m in metrics]]
+            )
+    path = out_dir / "report.md"
+    path.write_text(render_report(summary, conditions), encoding="utf-8")
+    return path
+
+
+def render_report(summary: dict[str, Any], conditions: Iterable[tuple[str, str]]) -> str:
+    """The markdown report of a completed batch from its summary: the best rows by the ranking metric,
+    per-strategy and per-symbol aggregates, failed jobs, and the run's conditions."""
+    rows = summary["ranking"]["top"]
+    metric = summary["ranking"]["metric"]
+    frame = pd.DataFrame(
+        [
+            {"strategy": r["strategy"], "symbol": r["symbol"], "params": r["params"], **r["metrics"]}
+            for r in rows
+        ]
+    )
+    frame = frame.astype({c: float for c in frame.columns if c not in ("strategy", "symbol", "params")})
+    return render_batch(
+        frame if not frame.empty else pd.DataFrame(columns=["strategy", "symbol", "params", metric]),
+        title=f"Batch {summary['name']} ({summary['batch_id']})",
+        rank=metric,
+        top=len(rows),
+        higher_is_better=HIGHER_IS_BETTER.get(metric, True),
+        conditions=list(conditions),
+        failures=summary["failures"],
+        backtests=int(summary["backtests"]),
+        aggregates={"strategy": summary["by_strategy"], "symbol": summary["by_symbol"]},
+    )

@@ -1,0 +1,201 @@
+"""Markdown of the history queries: the batch list, a batch's report and failures, a top N, the comparison
+of two batches (sized for a PR comment)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from backtesting_modules.metrics import METRIC_NAMES
+from backtesting_modules.reports import format_value
+
+from ..batch.reports import render_report as render_batch_report
+from .compute import Comparison, compute_duration, format_param
+from .queries import BatchEntry
+
+
+def report_conditions(
+    summary: Mapping[str, Any], record: Mapping[str, Any], target: str
+) -> list[tuple[str, str]]:
+    """The run's conditions a stored batch still knows (its spec, counts, creation time and duration)."""
+    spec = summary.get("spec") or {}
+    data = spec.get("data") or {}
+    return [
+        ("target", target),
+        ("data", f"{data.get('source')} ({', '.join(spec.get('symbols', []))}, {data.get('timeframe')})"),
+        ("jobs", f"{summary['jobs']['succeeded']} succeeded, {summary['jobs']['failed']} failed"),
+        ("created", str(record.get("created_at", ""))),
+        ("duration", render_duration(compute_duration(record))),
+    ]
+
+
+def render_list(entries: Sequence[BatchEntry]) -> str:
+    rows = [
+        [
+            e.batch_id,
+            e.name,
+            e.created_at[:19].replace("T", " "),
+            e.status,
+            f"{e.succeeded}/{e.failed}/{e.total_jobs}",
+            f"{e.backtests:,}",
+            render_duration(e.duration_s),
+            render_best(e.best, e.ranking_metric),
+        ]
+        for e in entries
+    ]
+    headers = ["batch", "name", "created (UTC)", "status", "jobs ok/failed/total", "backtests", "duration"]
+    return tabulate(rows, headers=[*headers, "best"], tablefmt="github", disable_numparse=True)
+
+
+def render_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def render_best(best: Mapping[str, Any] | None, metric: str) -> str:
+    if not best:
+        return "–"
+    params = ", ".join(f"{k}={format_param(v)}" for k, v in sorted(best.get("params", {}).items()))
+    value = format_value(metric, best["metrics"].get(metric))
+    return f"{metric} {value}: {best['strategy']} {best['symbol']} {params}".rstrip()
+
+
+def render_report(summary: Mapping[str, Any], record: Mapping[str, Any], target: str) -> str:
+    """The batch report run_batch.py writes, with the conditions a stored batch still knows."""
+    return render_batch_report(dict(summary), report_conditions(summary, record, target))
+
+
+def render_failures(record: Mapping[str, Any], failures: Sequence[Mapping[str, Any]]) -> str:
+    title = f"# Failed jobs of batch {record['batch_id']} ({record.get('name')})"
+    if not failures:
+        return f"{title}\n\nNone: {record.get('succeeded')} of {record.get('total_jobs')} jobs succeeded."
+    rows = [
+        [
+            f["job_id"],
+            f.get("strategy", "–"),
+            f.get("symbols", "–"),
+            f.get("attempts", "–"),
+            str(f.get("finished_at", ""))[:19].replace("T", " "),
+            str(f.get("error", "")).replace("\n", " ")[:300],
+        ]
+        for f in failures
+    ]
+    table = tabulate(
+        rows,
+        headers=["job", "strategy", "symbols", "attempts", "finished (UTC)", "error"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
+    return f"{title}\n\n{len(failures)} of {record.get('total_jobs')} jobs failed.\n\n{table}"
+
+
+def render_top(
+    record: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    higher: bool,
+    *,
+    strategy: str | None = None,
+    symbol: str | None = None,
+) -> str:
+    where = "".join(f", {k} {v}" for k, v in (("strategy", strategy), ("symbol", symbol)) if v)
+    if record.get("status") != "COMPLETE":
+        where += f", RUNNING: {record.get('succeeded')} of {record.get('total_jobs')} jobs so far"
+    backtests = int(record.get("backtests", 0))
+    title = (
+        f"Top {len(rows)} of batch {record['batch_id']} ({record.get('name')}, {backtests:,} backtests"
+        f"{where}) by {metric}, {'higher' if higher else 'lower'} is better:"
+    )
+    if not rows:
+        return f"{title} no result has a value for {metric}."
+    others = [m for m in METRIC_NAMES if m != metric and any(m in r["metrics"] for r in rows)]
+    table = [
+        [
+            r["rank"],
+            r["strategy"],
+            r["symbol"],
+            ", ".join(f"{k}={format_param(v)}" for k, v in r["params"].items()),
+            format_value(metric, r["metrics"].get(metric)),
+            *[format_value(m, r["metrics"].get(m)) for m in others],
+        ]
+        for r in rows
+    ]
+    headers = ["#", "strategy", "symbol", "parameters", metric, *others]
+    return f"{title}\n\n" + tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_comparison(a: Mapping[str, Any], b: Mapping[str, Any], comparison: Comparison, n: int) -> str:
+    """Markdown for a PR comment: the two batches, counts, the top rows side by side with their moves
+    (and how many rows changed rank), the largest changes, and the best added and removed rows."""
+    metric, counts = comparison.metric, comparison.counts()
+    facts: list[list[Any]] = [
+        ["batch", f"`{a['batch_id']}`", f"`{b['batch_id']}`"],
+        ["name", a.get("name"), b.get("name")],
+        ["created (UTC)", str(a.get("created_at", ""))[:19], str(b.get("created_at", ""))[:19]],
+        ["backtests", f"{int(a.get('backtests', 0)):,}", f"{int(b.get('backtests', 0)):,}"],
+        ["status", a.get("status"), b.get("status")],
+        ["failed jobs", a.get("failed"), b.get("failed")],
+    ]
+    parts = [
+        f"## Batch comparison: {a.get('name')} → {b.get('name')}",
+        tabulate(facts, headers=["", "A", "B"], tablefmt="github", disable_numparse=True),
+        f"Rows matched by strategy, symbol and parameters, compared on **{metric}** "
+        f"({'higher' if comparison.higher else 'lower'} is better): **{counts['changed']:,} changed**, "
+        f"{counts['same']:,} unchanged, **{counts['added']:,} added** (only in B), "
+        f"**{counts['removed']:,} removed** (only in A).",
+    ]
+    top, moved = comparison.top(n), comparison.moved(n)
+    matched = counts["changed"] + counts["same"]
+    parts += [
+        f"### Top {n} of either batch by {metric}, side by side",
+        _side_by_side(top, metric) if not top.empty else "None.",
+        f"Rank changed for {len(moved)} of these {len(top)} rows (▲ up, ▼ down, new: only in B, gone: only "
+        f"in A); over all matched rows, {comparison.moved_count():,} of {matched:,} changed rank.",
+    ]
+    sections = [
+        (f"Largest changes of {metric}", comparison.changed(n)),
+        (f"Best added rows (top {n} by rank in B)", comparison.only("added", n)),
+        (f"Best removed rows (top {n} by rank in A)", comparison.only("removed", n)),
+    ]
+    for title, frame in sections:
+        parts += [f"### {title}", _side_by_side(frame, metric) if not frame.empty else "None."]
+    return "\n\n".join(parts) + "\n"
+
+
+def _side_by_side(frame: pd.DataFrame, metric: str) -> str:
+    rows = [
+        [
+            _rank(r["rank_a"]),
+            _rank(r["rank_b"]),
+            _move(r["rank_a"], r["rank_b"]),
+            r["strategy"],
+            r["symbol"],
+            r["params"],
+            format_value(metric, r["value_a"]),
+            format_value(metric, r["value_b"]),
+            format_value(metric, r["delta"]),
+        ]
+        for r in frame.to_dict("records")
+    ]
+    headers = ["rank A", "rank B", "move", "strategy", "symbol", "parameters", "A", "B", "Δ"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _rank(value: Any) -> str:
+    return "–" if pd.isna(value) else f"{int(value):,}"
+
+
+def _move(rank_a: Any, rank_b: Any) -> str:
+    if pd.isna(rank_a):
+        return "new"
+    if pd.isna(rank_b):
+        return "gone"
+    step = int(rank_a) - int(rank_b)
+    return "=" if step == 0 else f"▲{step}" if step > 0 else f"▼{-step}"
