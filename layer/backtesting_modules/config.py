@@ -88,7 +88,7 @@ class StrategyConfig:
     name: str = "default"
     description: str = ""
     initial_cash: float = 10_000_000.0
-    position_size_method: str = "fixed"
+    position_size_method: SizingMethod = "fixed"
     position_size_value: float = 0.1
     stop_loss_pct: float | None = 0.08
     take_profit_pct: float | None = None
@@ -100,7 +100,7 @@ class StrategyConfig:
     filters: dict[str, Any] | None = field(default_factory=_default_filters)
     timezone_settings: dict[str, Any] = field(default_factory=_default_timezone_settings)
     # Fields the original lacked.
-    fill: str = "next_open"
+    fill: FillMode = "next_open"
     max_holding_bars: int | None = None
     kelly_scale: float = 0.5
     kelly_min_trades: int = 20

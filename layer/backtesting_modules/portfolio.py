@@ -25,7 +25,7 @@ from .data import validate_bars
 from .errors import DataError
 from .metrics import compute_metrics
 from .rules import intrabar_exit, position_budget
-from .sim_core import SimSettings
+from .sim_core import SimSettings, fees_paid, sale_proceeds, units_for_budget
 from .strategies import Strategy, get_strategy, resolve_params
 from .trades import TRADE_COLUMNS, ExitReason, TradeArrays
 
@@ -100,7 +100,7 @@ class _Book:
     def close(self, symbol: str, bar: int, price: float, reason: ExitReason) -> None:
         pos = self.positions.pop(symbol)
         f = self.settings.cost_rate
-        pnl = pos.size * price * (1 - f) - pos.cost
+        pnl = sale_proceeds(pos.size, price, f) - pos.cost
         self.cash += pos.cost + pnl
         self.closed.append(pnl / pos.cost)
         self.rows.append(
@@ -111,7 +111,7 @@ class _Book:
                 "entry_price": pos.price,
                 "exit_price": price,
                 "size": pos.size,
-                "fees": pos.size * f * (pos.price + price),
+                "fees": fees_paid(pos.size, pos.price, price, f),
                 "pnl": pnl,
                 "return_pct": pnl / pos.cost,
                 "exit_reason": reason.name,
@@ -122,7 +122,7 @@ class _Book:
         budget = min(position_budget(self.settings, equity, self.closed), self.cash)
         if budget <= 0:
             return
-        size = budget / (price * (1 + self.settings.cost_rate))
+        size = units_for_budget(budget, price, self.settings.cost_rate)
         self.cash -= budget
         self.positions[symbol] = _Position(symbol, bar, price, size, budget)
 

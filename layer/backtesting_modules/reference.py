@@ -1,7 +1,9 @@
 """A plain per-bar event loop implementing the same trading rules as `simulation.simulate`, one combination.
 
 It is the executable specification: slow, obvious, and independent of the vectorised code. Tests check that
-both agree trade for trade; `benchmarks/engine.py` uses it as the baseline.
+both agree trade for trade; `benchmarks/engine.py` uses it as the baseline. It deliberately writes its fee
+arithmetic out instead of sharing the engine's fee helpers (`sim_core.units_for_budget` and co.), so that a
+mistake in those helpers cannot hide from the cross-check.
 """
 
 from __future__ import annotations

@@ -22,8 +22,11 @@ from .sim_core import (
     KellyState,
     SignalIndex,
     SimSettings,
+    fees_paid,
     high_table,
     low_table,
+    sale_proceeds,
+    units_for_budget,
 )
 from .trades import ExitReason
 
@@ -164,12 +167,12 @@ class ScalarStepper:
         exit_bar, reason = key // 32, key % 8
         budget = self._budget(combo)
         f = s.cost_rate
-        size = budget / (entry_price * (1.0 + f))
-        pnl = size * exit_price * (1.0 - f) - budget
+        size = units_for_budget(budget, entry_price, f)
+        pnl = sale_proceeds(size, exit_price, f) - budget
         ret = pnl / budget if budget > 0 else 0.0
         self.cash[combo] += pnl
         if budget > 0:
             self.kelly.record(combo, ret)
         self.search_from[combo] = exit_bar
-        fees = size * f * (entry_price + exit_price)
+        fees = fees_paid(size, entry_price, exit_price, f)
         return (combo, entry_bar, exit_bar, entry_price, exit_price, size, fees, pnl, ret, reason)

@@ -1,15 +1,16 @@
-"""Building blocks of the simulators: settings, event ordering, and the two indexes that make the
-trade-by-trade loop fast (a sparse table over lows/highs and sorted signal positions).
+"""Building blocks of the simulators: settings, fee arithmetic, event ordering, and the two indexes that
+make the trade-by-trade loop fast (a sparse table over lows/highs and sorted signal positions).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from .bars import BarArrays
-from .config import StrategyConfig
+from .config import SizingMethod, StrategyConfig
 
 # Events inside one bar are ordered: the open, then the intrabar path (stops and targets), then the close.
 PHASE_OPEN, PHASE_INTRABAR, PHASE_CLOSE = 0, 1, 2
@@ -26,7 +27,7 @@ class SimSettings:
     take_profit: float | None
     max_hold: int | None
     initial_cash: float
-    sizing: str
+    sizing: SizingMethod
     size_value: float
     kelly_scale: float
     kelly_min_trades: int
@@ -55,6 +56,35 @@ class SimSettings:
     def fixed_amount(self) -> float:
         """The currency amount of ``fixed`` sizing: values in (0, 1] are a fraction of initial cash."""
         return self.size_value * self.initial_cash if self.size_value <= 1.0 else self.size_value
+
+
+# Fee convention of every fill, with f = `SimSettings.cost_rate` (commission + slippage on the notional):
+# a buy spends its budget on units and the fee together, units = budget / (price × (1 + f)); a sale
+# receives proceeds = units × price × (1 - f). The helpers below are plain arithmetic, so they serve Python
+# floats and numpy arrays alike, and they keep one operation order so every simulator rounds identically.
+FloatOrArray = TypeVar("FloatOrArray", float, np.ndarray)
+
+
+def units_for_budget(budget: FloatOrArray, price: FloatOrArray, cost_rate: float) -> FloatOrArray:
+    """Units a budget buys at `price` with the fee paid on top: budget / (price × (1 + f))."""
+    return budget / (price * (1.0 + cost_rate))
+
+
+def entry_cost(units: FloatOrArray, price: FloatOrArray, cost_rate: float) -> FloatOrArray:
+    """Cash an entry of `units` at `price` costs, fee included: units × price × (1 + f)."""
+    return units * price * (1.0 + cost_rate)
+
+
+def sale_proceeds(units: FloatOrArray, price: FloatOrArray, cost_rate: float) -> FloatOrArray:
+    """Cash a sale of `units` at `price` returns, net of the fee: units × price × (1 - f)."""
+    return units * price * (1.0 - cost_rate)
+
+
+def fees_paid(
+    units: FloatOrArray, entry_price: FloatOrArray, exit_price: FloatOrArray, cost_rate: float
+) -> FloatOrArray:
+    """Fees of a round trip of `units` (both fills): units × f × (entry price + exit price)."""
+    return units * cost_rate * (entry_price + exit_price)
 
 
 class SparseTable:

@@ -37,10 +37,14 @@ from .sim_core import (
     SimSettings,
     SparseTable,
     allowed_entry_keys,
+    entry_cost,
     event_key,
+    fees_paid,
     high_table,
     low_table,
+    sale_proceeds,
     signal_keys,
+    units_for_budget,
 )
 from .trades import TRADE_COLUMNS, ExitReason, TradeArrays
 
@@ -246,11 +250,11 @@ def simulate_indexed(
 
         budget = _position_budget(settings, cash, active, kelly)
         tradable = budget > 0
-        size = budget / (entry_price * (1.0 + f))
-        proceeds = size * exit_price * (1.0 - f)
+        size = units_for_budget(budget, entry_price, f)
+        proceeds = sale_proceeds(size, exit_price, f)
         pnl = proceeds - budget
         returns = np.divide(pnl, budget, out=np.zeros_like(pnl), where=tradable)
-        fees = size * f * (entry_price + exit_price)
+        fees = fees_paid(size, entry_price, exit_price, f)
         rows = np.flatnonzero(tradable)
         parts.append(
             (
@@ -302,7 +306,7 @@ def equity_curves(bars: BarArrays, trades: TradeArrays, n_combos: int, settings:
     n, m = len(bars), n_combos
     col, entry, exit_ = trades.combo, trades.entry_bar, trades.exit_bar
     size, pnl = trades.size, trades.pnl
-    cost = size * trades.entry_price * (1.0 + settings.cost_rate)
+    cost = entry_cost(size, trades.entry_price, settings.cost_rate)
 
     counts = np.bincount(col, minlength=m)
     first = np.concatenate(([0], np.cumsum(counts)[:-1]))  # index of each combination's first trade

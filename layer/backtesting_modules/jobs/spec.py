@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -655,9 +655,3 @@ def _enum(kind: type[E], value: Any, path: str, *, upper: bool) -> E:
         if member.value == text:
             return member
     raise _FieldError(path, f"{value!r} is not one of {', '.join(names)}.{did_you_mean(text, names)}")
-
-
-def iter_strategies(spec: BatchSpec) -> Iterator[tuple[StrategySpec, Strategy]]:
-    """Each strategy entry with its engine strategy."""
-    for item in spec.strategies:
-        yield item, get_strategy(item.name)

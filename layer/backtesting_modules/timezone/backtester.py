@@ -29,7 +29,7 @@ from ..data import validate_bars
 from ..errors import ConfigError
 from ..metrics import compute_metrics
 from ..rules import position_budget
-from ..simulation import SimSettings
+from ..sim_core import SimSettings, sale_proceeds, units_for_budget
 from ..strategies import get_strategy, resolve_params
 from ..trades import TRADE_COLUMNS, ExitReason, TradeArrays
 from .analyzer import TimezoneMarketAnalyzer
@@ -196,7 +196,7 @@ def _open_position(
         budget *= float(rules.multiplier[signal])
     if budget <= 0:
         return None
-    units = budget / (price * (1 + settings.cost_rate))
+    units = units_for_budget(budget, price, settings.cost_rate)
     if rules.stop is not None and rules.ladder is not None and rules.max_hold is not None:
         stop_pct: float | None = float(rules.stop[signal])
         rungs = [(price * (1 + gain), units * part) for gain, part in rules.ladder[signal]]
@@ -212,7 +212,7 @@ def _open_position(
 def _sell(pos: _Position, units: float, price: float, f: float) -> None:
     units = min(units, pos.units)
     pos.units -= units
-    pos.proceeds += units * price * (1 - f)
+    pos.proceeds += sale_proceeds(units, price, f)
     pos.fees += units * price * f
 
 

@@ -17,7 +17,6 @@ from .backtester import TimezoneBacktestResult
 from .trade_analysis import TradeSessionAnalysis
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_STATS = ("trades", "win_rate", "avg_return", "total_pnl", "profit_factor", "kelly_fraction")
 
 
 def render_group_table(table: pd.DataFrame, key: str, labels: Mapping[object, str] | None = None) -> str:
