@@ -232,22 +232,82 @@ def test_the_smoke_batch_runs_locally_as_the_workflow_runs_it(tmp_path: Path) ->
         assert (report.parent / name).is_file()
 
 
-def run_spec_writer(tmp_path: Path, **inputs: str) -> Path:
+def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A `run:` script as GitHub runs it (bash --noprofile --norc -eo pipefail), with this interpreter for
+    .venv/bin/python and the repository's scripts wherever cwd is."""
+    script = script.replace(".venv/bin/python", sys.executable)
+    for folder in ("scripts", "benchmarks"):
+        script = re.sub(rf"(?<![\w/]){folder}/", f"{ROOT / folder}/", script)
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+FORM_VARIABLES = ("SPEC_CHOICE", "STRATEGIES", "SYMBOLS", "TIMEFRAME", "PERIOD", "GRID", "PRIORITY")
+
+
+def test_no_workflow_runs_inline_python() -> None:
+    """`.github/workflows/` calls the scripts, never logic of its own."""
+    for name in NAMES:
+        for script in runs(load(name)):
+            assert not re.search(r"python[\w.]*\s+(-c\b|-\s|-$)", script, re.M), f"{name}: inline Python"
+            assert "<<'PY'" not in script and '<<"PY"' not in script and "<<PY" not in script, name
+
+
+def unquoted_expansions(script: str) -> list[str]:
+    """The `$VAR` expansions of a shell script that are outside double quotes (single quotes expand none)."""
+    found, quote, i = [], "", 0
+    while i < len(script):
+        char = script[i]
+        if char == "\\" and quote != "'":
+            i += 2
+            continue
+        if char in "'\"" and quote in ("", char):
+            quote = "" if quote else char
+        elif char == "$" and not quote:
+            match = re.match(r"\$\{?\w*", script[i:])
+            assert match
+            found.append(match.group(0))
+        i += 1
+    return found
+
+
+def test_unquoted_expansions_are_found() -> None:
+    script = 'a --x="$A" "$B/c" \'$D\' $E\necho "x=${F}" >> $G'
+    assert unquoted_expansions(script) == ["$E", "$G"]
+
+
+def test_the_form_reaches_the_spec_step_only_through_env_as_quoted_arguments() -> None:
+    job = load("backtest")["jobs"]["batch"]
+    for variable in FORM_VARIABLES:
+        assert job["env"][variable].startswith("${{ inputs."), variable
+    run = step_named(load("backtest"), "batch", "write and validate the spec")["run"]
+    assert "scripts/workflow_spec.py" in run
+    assert set(FORM_VARIABLES) <= set(re.findall(r"\$\{?(\w+)", run))
+    # every expansion quoted: a form string is one argument, never split, globbed or run
+    assert unquoted_expansions(run) == [], run
+    names = [step.get("name") for step in job["steps"]]
+    assert "validate the spec" not in names  # the script validates what it writes (load_spec's rules)
+
+
+def run_spec_step(tmp_path: Path, **inputs: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     tmp_path.mkdir()
-    script = step_named(load("backtest"), "batch", "write the spec")["run"]
-    match = re.search(r"<<'PY'\n(.*?)\nPY", script, re.S)
-    assert match
-    env = {**os.environ, "RUNNER_TEMP": str(tmp_path), "GITHUB_ENV": str(tmp_path / "github_env")}
+    script = step_named(load("backtest"), "batch", "write and validate the spec")["run"]
+    env = {"RUNNER_TEMP": str(tmp_path), "GITHUB_ENV": str(tmp_path / "github_env")}
     env.update({key.upper(): value for key, value in inputs.items()})
-    subprocess.run([sys.executable, "-c", match.group(1)], cwd=ROOT, env=env, check=True, capture_output=True)
-    assert (tmp_path / "github_env").read_text() == f"SPEC={tmp_path / 'spec.yaml'}\n"
-    return tmp_path / "spec.yaml"
+    return run_step(script, ROOT, env), tmp_path / "spec.yaml"
 
 
 def test_the_backtest_form_writes_a_valid_spec(tmp_path: Path) -> None:
     from backtesting_modules.jobs.spec import load_spec
 
-    custom = run_spec_writer(
+    done, custom = run_spec_step(
         tmp_path / "custom",
         spec_choice="custom",
         strategies="SMA_Crossover, RSI_MeanReversion",
@@ -257,11 +317,13 @@ def test_the_backtest_form_writes_a_valid_spec(tmp_path: Path) -> None:
         grid="SMA_Crossover.fast=5:20:5; SMA_Crossover.slow=30,40; RSI_MeanReversion.period=7,14",
         priority="high",
     )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "custom" / "github_env").read_text() == f"SPEC={custom}\n"
     spec = yaml.safe_load(custom.read_text())
     assert spec["priority"] == "high" and spec["symbols"] == ["KRW-BTC", "KRW-ETH"]
     assert spec["strategies"][0]["grid"] == {"fast": "5:20:5", "slow": [30, 40]}
     load_spec(custom)
-    demo = run_spec_writer(
+    done, demo = run_spec_step(
         tmp_path / "demo",
         spec_choice="batches/demo.yaml",
         priority="normal",
@@ -271,8 +333,64 @@ def test_the_backtest_form_writes_a_valid_spec(tmp_path: Path) -> None:
         period="",
         grid="",
     )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "demo" / "github_env").read_text() == f"SPEC={demo}\n"
     load_spec(demo)
     assert yaml.safe_load(demo.read_text())["name"] == "demo"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"grid": "fast 5:50:5"}, "grid: axis 'fast 5:50:5' has no '='"),
+        ({"grid": "RSI_MeanReversion.period=7,14"}, "not in strategies (SMA_Crossover)"),
+        ({"period": "one year"}, "period: 'one year' is not a whole number of bars"),
+        ({"strategies": "SMA_Crossover,Nope"}, "strategies[1].name"),  # load_spec's error, same step
+        ({"grid": "-fast=5:50:5; $(touch PWNED); `touch PWNED`"}, "has no '='"),  # data, not code
+    ],
+    ids=["axis-without-equals", "scope-not-listed", "period", "spec-error", "hostile-string"],
+)
+def test_bad_form_input_fails_the_spec_step_with_status_2(
+    tmp_path: Path, inputs: dict[str, str], message: str
+) -> None:
+    form = {
+        "spec_choice": "custom",
+        "strategies": "SMA_Crossover",
+        "symbols": "KRW-BTC",
+        "timeframe": "1h",
+        "period": "1000",
+        "grid": "fast=5:50:5; slow=20:200:10",
+        "priority": "normal",
+        **inputs,
+    }
+    pwned = tmp_path / "pwned"
+    form = {key: value.replace("PWNED", str(pwned)) for key, value in form.items()}
+    done, _ = run_spec_step(tmp_path / "run", **form)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "run" / "github_env").exists()  # the step stops before SPEC is exported
+    assert not pwned.exists()
+
+
+def test_the_benchmark_report_step_writes_the_report_and_the_summary(tmp_path: Path) -> None:
+    run = step_named(load("benchmarks"), "bench", "report (bench/report.md)")["run"]
+    assert '"$PR_NUMBER"' in run and '>> "$GITHUB_STEP_SUMMARY"' in run
+    assert (
+        load("benchmarks")["jobs"]["bench"]["env"]["PR_NUMBER"] == "${{ github.event.pull_request.number }}"
+    )
+    (tmp_path / "bench" / "raw").mkdir(parents=True)
+    (tmp_path / "bench" / "perf").mkdir()
+    for name, wall in (("base-1", 2.0), ("head-1", 1.0), ("base-2", 4.0), ("head-2", 2.0)):
+        out = json.dumps({"single": {"wall_s": wall}})
+        (tmp_path / "bench" / "raw" / f"{name}-engine.out").write_text(f"progress\n{out}\n")
+    (tmp_path / "bench" / "perf" / "report.md").write_text("# Performance (quick)\n\ntable\n")
+    summary = tmp_path / "summary.md"
+    done = run_step(run, tmp_path, {"PR_NUMBER": "7", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "bench" / "report.md").read_text()
+    assert summary.read_text() == report
+    assert "Pull request #7:" in report and "| `single.wall_s` | 3 | 1.5 | 0.50× |" in report
+    assert "\n## Performance (quick)\n" in report
+    assert (tmp_path / "bench" / "pr-number.txt").read_text() == "7\n"
 
 
 def test_the_benchmark_commands_run_locally_with_the_workflows_arguments(tmp_path: Path) -> None:
