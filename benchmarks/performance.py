@@ -246,7 +246,7 @@ def projection(result: dict[str, Any]) -> dict[str, Any]:
             backtests,
             float(backtests) * 43_800,
             throughput_per_vcpu=throughput,
-            memory_mb=int(stack.worker["memory_mb"]),
+            memory_mb=stack.worker.memory_mb,
             concurrency=1_000,
             architecture=arch,
         )
@@ -343,7 +343,7 @@ def measure_aws(spec: BatchSpec, args: argparse.Namespace) -> dict[str, Any]:
     """The batch once on the deployed stack, with its projection from the same plan beside it."""
     stack = load_stack(environment=args.environment)
     submitter = deployed_submitter(ClientFactory.from_environ(), stack)
-    concurrency = int(stack.worker.get("maximum_concurrency", 1000))
+    concurrency = stack.worker.concurrency
     batch = compute_batch_id(spec, salt=str(time.time_ns()))
     outcome = execute_batch(submitter, spec, batch, depth=2 * concurrency, timeout_s=3600.0)
     records = submitter.store.list_jobs(batch)
@@ -354,9 +354,9 @@ def measure_aws(spec: BatchSpec, args: argparse.Namespace) -> dict[str, Any]:
         backtests,
         float(backtests) * bars,
         throughput_per_vcpu=args.throughput,
-        memory_mb=int(stack.worker["memory_mb"]),
+        memory_mb=stack.worker.memory_mb,
         concurrency=concurrency,
-        architecture=str(stack.layer.get("architecture", "x86_64")),
+        architecture=stack.layer.architecture,
     )
     durations = [float(r.get("duration_s", 0.0)) for r in records if r.get("status") == "SUCCEEDED"]
     return {

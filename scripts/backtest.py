@@ -46,12 +46,9 @@ from backtesting_modules.reports import (
 )
 from backtesting_modules.timezone import SessionGate, TimezoneBacktester
 from backtesting_modules.timezone.report import render_comparison, render_group_table, render_timezone
+from opslib.cli import UsageError
 
 MAX_GRID_VALUES = 100_000  # per --grid axis: a typo like 1:1e9:1 must not allocate a billion values
-
-
-class UsageError(Exception):
-    """A bad command-line argument; the message names it."""
 
 
 def parse_assignment(text: str, option: str) -> tuple[str, str]:

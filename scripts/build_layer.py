@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opslib.cli import UsageError
+
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "layer" / "requirements.txt"
 ENGINE_DIR = ROOT / "layer" / "backtesting_modules"
@@ -65,10 +67,6 @@ PIP_UNAVAILABLE_MARKERS = (
     "Connection refused",
     "ConnectTimeoutError",
 )
-
-
-class UsageError(Exception):
-    """A bad argument: the message names it and the fix; main() turns it into exit status 2."""
 
 
 class BuildError(Exception):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy.cli import build_context, common_parser, git_sha, latest_layer, setup_errors_exit, show
 from opslib.deploy.plan import Plan, apply_plan
 from opslib.deploy.units import deploy_units
+from opslib.errors import NotDeployedError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for unit, planner in deploy_units(git_sha(), latest_layer, layer_zip):
         try:
             plan = planner(ctx)
-        except ConfigurationError as exc:
+        except NotDeployedError as exc:
             if not args.dry_run:
                 parser.exit(2, f"{parser.prog}: error: {unit}: {exc}\n")
             print(f"{unit}: planned once the units before it are applied ({exc})")

@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 import ccxt
 import pandas as pd
 
+from opslib.cli import UsageError
+
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = COLUMNS[1:]
 FORMATS = {"csv": ".csv", "parquet": ".parquet"}
@@ -47,10 +49,6 @@ T = TypeVar("T")
 Sleep = Callable[[float], None]
 ExchangeFactory = Callable[[str], Any]
 PageCallback = Callable[[pd.DataFrame], None]
-
-
-class UsageError(Exception):
-    """A bad argument: the message names it and the fix; main() turns it into exit status 2."""
 
 
 @dataclass

@@ -19,13 +19,11 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-from backtesting_modules.errors import BacktestError, did_you_mean
+from backtesting_modules.errors import did_you_mean
 from backtesting_modules.metrics import HIGHER_IS_BETTER, METRIC_NAMES
-from backtesting_modules.pipeline.names import ConfigurationError
 from backtesting_modules.reports import fit_to_limit
 from opslib.batch.reports import write_reports
+from opslib.cli import REPORTED_ERRORS, UsageError, error_text, exit_status
 from opslib.history.compute import (
     compute_comparison,
     compute_comparison_json,
@@ -37,7 +35,7 @@ from opslib.history.compute import (
 )
 from opslib.history.connect import open_history
 from opslib.history.export import FORMATS, store_export
-from opslib.history.queries import History, UnknownBatchError, parse_since
+from opslib.history.queries import History, parse_since
 from opslib.history.render import (
     render_comparison,
     render_failures,
@@ -46,11 +44,6 @@ from opslib.history.render import (
     render_top,
     report_conditions,
 )
-
-
-class UsageError(BacktestError):
-    """An argument that does not fit the batch (a strategy or symbol it does not have)."""
-
 
 # --- arguments --------------------------------------------------------------------------------------------
 
@@ -280,16 +273,8 @@ def main(argv: Sequence[str] | None = None, *, history: History | None = None) -
             args.target, environment=args.environment, state_dir=state, fresh=args.fresh
         ) as connected:
             return command(args, connected)
-    except (UnknownBatchError, UsageError, ConfigurationError) as exc:
-        parser.exit(2, f"{parser.prog} {args.command}: error: {exc}\n")
-    except NoCredentialsError:
-        parser.exit(
-            2,
-            f"{parser.prog}: error: no AWS credentials: configure them (aws configure, or OIDC in GitHub "
-            "Actions) or use --target local.\n",
-        )
-    except (BacktestError, ClientError, BotoCoreError, OSError) as exc:
-        parser.exit(1, f"{parser.prog} {args.command}: error: {exc}\n")
+    except (*REPORTED_ERRORS, OSError) as exc:
+        parser.exit(exit_status(exc), f"{parser.prog} {args.command}: error: {error_text(exc)}\n")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ or on the deployed AWS stack.
     python scripts/run_batch.py batches/demo.yaml --workers 4 --json
     python scripts/run_batch.py batches/demo.yaml --target aws    # the deployed stack (credentials needed)
 
-Exit status: 0 when every job succeeded, 1 when the batch completed with failed jobs (listed in the report),
-2 for spec or usage errors (nothing is submitted).
+Exit status: 0 when every job succeeded; 1 when the batch completed with failed jobs (listed in the report)
+or did not complete (timeout, every local worker exited: `--resume BATCH_ID` finishes it); 2 for spec,
+input or usage errors (nothing is submitted); 130 when interrupted (the batch is kept for `--resume`).
 """
 
 from __future__ import annotations
@@ -19,20 +20,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-from backtesting_modules.errors import BacktestError, DataError
 from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.batch.aws import deployed_submitter
 from opslib.batch.execute import BatchOutcome, execute_batch
 from opslib.batch.projection import project, render_projection
 from opslib.batch.reports import progress_line, write_reports
 from opslib.batch.submitter import Submitter
-from opslib.cli import eprint
+from opslib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPORTED_ERRORS, eprint, error_text, exit_status
+from opslib.errors import OpsError
 from opslib.local.emulator import Emulator, local_state_dir
 from opslib.local.runtime import LocalRuntime
 from opslib.stack import StackConfig, load_stack
@@ -80,9 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> dict[str, Any]:
+def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, batch: str) -> dict[str, Any]:
     started = time.monotonic()
-    batch = args.resume or compute_batch_id(spec, salt=str(time.time_ns()) if args.rerun else "")
     interactive = sys.stderr.isatty() and not args.json
 
     def progress(record: dict[str, Any]) -> None:
@@ -91,9 +88,7 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> dict[s
 
     def execute(submitter: Submitter, alive: Callable[[], bool] = lambda: True) -> BatchOutcome:
         # Keep two jobs queued per consumer: local worker processes, or the worker's concurrency on AWS.
-        consumers = (
-            args.workers if args.target == "local" else int(stack.worker.get("maximum_concurrency", 1000))
-        )
+        consumers = args.workers if args.target == "local" else stack.worker.concurrency
         depth = max(2, 2 * consumers)
         return execute_batch(
             submitter, spec, batch, depth=depth, timeout_s=args.timeout, alive=alive, on_progress=progress
@@ -140,9 +135,9 @@ def estimate(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> i
         backtests,
         float(backtests) * bars,
         throughput_per_vcpu=args.throughput,
-        memory_mb=int(stack.worker["memory_mb"]),
-        concurrency=int(stack.worker.get("maximum_concurrency", 1000)),
-        architecture=str(stack.layer.get("architecture", "x86_64")),
+        memory_mb=stack.worker.memory_mb,
+        concurrency=stack.worker.concurrency,
+        architecture=stack.layer.architecture,
     )
     print(json.dumps(projection.to_json()) if args.json else render_projection(projection))
     return 0
@@ -152,28 +147,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.workers < 1:
-        parser.exit(2, f"{parser.prog}: error: --workers {args.workers}: at least 1.\n")
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: --workers {args.workers}: at least 1.\n")
     try:
         spec = load_spec(args.spec)
         stack = load_stack(environment=args.environment)
-    except (SpecError, ConfigurationError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except (SpecError, OpsError) as exc:
+        parser.exit(exit_status(exc), f"{parser.prog}: error: {exc}\n")
     if args.estimate:
         return estimate(args, spec, stack)
     if not args.json:
         eprint(f"batch {spec.name}: {count_backtests(spec):,} backtests on {args.target}")
+    batch = args.resume or compute_batch_id(spec, salt=str(time.time_ns()) if args.rerun else "")
     try:
-        outcome = run(args, spec, stack)
-    except NoCredentialsError:
+        outcome = run(args, spec, stack, batch)
+    except KeyboardInterrupt as exc:
         parser.exit(
-            2,
-            f"{parser.prog}: error: no AWS credentials: configure them (aws configure, or OIDC in "
-            "GitHub Actions) or use --target local.\n",
+            exit_status(exc),
+            f"\n{parser.prog}: interrupted; batch {batch} is kept: finish it with "
+            f"{parser.prog} {args.spec} --resume {batch}\n",
         )
-    except (BacktestError, ClientError, BotoCoreError) as exc:
-        # Bad configuration or bad bars: the fix is the input, and nothing was submitted.
-        usage = isinstance(exc, (ConfigurationError, DataError))
-        parser.exit(2 if usage else 1, f"{parser.prog}: error: {exc}\n")
+    except REPORTED_ERRORS as exc:
+        parser.exit(exit_status(exc), f"{parser.prog}: error: {error_text(exc)}\n")
     if args.json:
         print(json.dumps(outcome))
     else:
@@ -182,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{outcome['jobs_succeeded']}/{outcome['jobs_total']} jobs succeeded, {outcome['backtests']:,} "
             f"backtests in {outcome['elapsed_s']:.1f} s"
         )
-    return 0 if outcome["jobs_failed"] == 0 else 1
+    return EXIT_OK if outcome["jobs_failed"] == 0 else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.collector import Collector
-from backtesting_modules.pipeline.names import HandlerEnv
+from backtesting_modules.pipeline.env import HandlerEnv
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

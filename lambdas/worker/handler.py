@@ -7,7 +7,6 @@ a record that raises is reported in `batchItemFailures` and only it is redeliver
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -15,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import HandlerEnv
+from backtesting_modules.pipeline.env import HandlerEnv
 from backtesting_modules.pipeline.worker import Worker
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -23,9 +22,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @cache
 def worker() -> Worker:
-    return Worker(
-        ClientFactory.from_environ(), HandlerEnv.from_environ(), os.environ.get("DEAD_LETTER_QUEUE_URL")
-    )
+    return Worker(ClientFactory.from_environ(), HandlerEnv.from_environ())
 
 
 def record_handler(record: SQSRecord) -> None:

@@ -1,20 +1,35 @@
-"""`config/stack.yaml` as a typed object, built once."""
+"""`config/stack.yaml` as a typed object, built once; the defaults of every optional setting live here.
+
+`StackConfig.handler_env` is the one constructor of the handlers' environment from the stack (used by the
+deploy, the local runtime, the chaos suite and the tests), so the embedded default and AWS cannot drift.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import yaml
 
 from backtesting_modules.errors import did_you_mean
-from backtesting_modules.pipeline.names import ConfigurationError, StackNames
+from backtesting_modules.jobs.messages import DEFAULT_INLINE_LIMIT
+from backtesting_modules.pipeline.env import HandlerEnv
+from backtesting_modules.pipeline.names import METRIC_NAMESPACE, StackNames
+
+from .errors import StackConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STACK = ROOT / "config" / "stack.yaml"
+# Without a maximum concurrency on its event source mapping, a function scales to the account's limit
+# (1,000 concurrent executions by default): what the driver and the projection assume then.
+ACCOUNT_CONCURRENCY = 1000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,20 +42,72 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class FunctionSettings:
+    """One Lambda function (`worker`, `collector`) and its event source mapping."""
+
+    memory_mb: int
+    timeout_s: int
+    batch_size: int = 1
+    batching_window_s: int = 0
+    maximum_concurrency: int | None = None  # per event source mapping (2-1000); None: not set
+    reserved_concurrency: int | None = None  # None: no reservation
+
+    @property
+    def concurrency(self) -> int:
+        """How many copies can run at once: the mapping's maximum, else the account's default limit."""
+        return self.maximum_concurrency or ACCOUNT_CONCURRENCY
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    point_in_time_recovery: bool = False
+    summaries_to_ia_days: int = 30
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    worker_errors: float = 1.0  # errors in 5 minutes
+    oldest_message_age_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class LayerSettings:
+    architecture: str = "x86_64"
+    keep_versions: int = 3
+
+
+@dataclass(frozen=True)
 class StackConfig:
     prefix: str
     region: str
     queues: QueueSettings
-    worker: dict[str, Any]
-    collector: dict[str, Any]
-    storage: dict[str, Any]
-    alarms: dict[str, Any]
-    layer: dict[str, Any]
-    inline_limit_bytes: int
-    metric_namespace: str
+    worker: FunctionSettings
+    collector: FunctionSettings
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
+    layer: LayerSettings = field(default_factory=LayerSettings)
+    inline_limit_bytes: int = DEFAULT_INLINE_LIMIT
+    metric_namespace: str = METRIC_NAMESPACE
 
     def names(self, account_id: str | None = None) -> StackNames:
         return StackNames(prefix=self.prefix, account_id=account_id)
+
+    def function(self, key: str) -> FunctionSettings:
+        """The settings of function `key` ("worker" or "collector")."""
+        return {"worker": self.worker, "collector": self.collector}[key]
+
+    def handler_env(self, names: StackNames, queue_urls: Mapping[str, str]) -> HandlerEnv:
+        """What both handlers read from their environment, for this stack; `queue_urls` maps queue names to
+        URLs (the result queue and the dead-letter queue are needed)."""
+        return HandlerEnv(
+            table=names.table,
+            bucket=names.bucket,
+            result_queue_url=queue_urls[names.result_queue],
+            dead_letter_queue_url=queue_urls[names.dead_letter_queue],
+            max_receive_count=self.queues.max_receive_count,
+            metric_namespace=self.metric_namespace,
+            inline_result_limit=self.inline_limit_bytes,
+        )
 
 
 def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> StackConfig:
@@ -48,49 +115,92 @@ def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> St
     try:
         raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
-        raise ConfigurationError(
+        raise StackConfigError(
             f"cannot read stack configuration {path}: {exc}; check the --config path "
             f"(the default is {DEFAULT_STACK.relative_to(ROOT)})."
         ) from exc
     except yaml.YAMLError as exc:
-        raise ConfigurationError(
+        raise StackConfigError(
             f"{path} is not valid YAML ({exc}); fix the syntax at the position shown."
         ) from exc
     if not isinstance(raw, dict):
-        raise ConfigurationError(f"{path}: expected a mapping of settings; see {DEFAULT_STACK.name}.")
+        raise StackConfigError(f"{path}: expected a mapping of settings; see {DEFAULT_STACK.name}.")
     environments = raw.pop("environments", {}) or {}
     if environment is not None:
         if environment not in environments:
-            raise ConfigurationError(
+            raise StackConfigError(
                 f"environment {environment!r} is not in {path}; defined: {', '.join(environments) or 'none'}."
                 f"{did_you_mean(environment, environments)} Pass one of them, or add it under environments."
             )
         raw = _merge(raw, environments[environment] or {})
-    try:
-        queues = QueueSettings(**raw["queues"])
-        config = StackConfig(
-            prefix=str(raw["prefix"]),
-            region=str(raw["region"]),
-            queues=queues,
-            worker=dict(raw["worker"]),
-            collector=dict(raw["collector"]),
-            storage=dict(raw.get("storage") or {}),
-            alarms=dict(raw.get("alarms") or {}),
-            layer=dict(raw.get("layer") or {}),
-            inline_limit_bytes=int(raw["results"]["inline_limit_bytes"]),
-            metric_namespace=str(raw["metrics"]["namespace"]),
-        )
-    except (KeyError, TypeError) as exc:
-        raise ConfigurationError(
-            f"{path}: missing or malformed setting {exc}; see config/stack.yaml."
-        ) from exc
+    config = _build(raw, path)
     check_region(config.region, f"{path}: region")
-    if queues.visibility_timeout_s < 6 * int(config.worker["timeout_s"]):
-        raise ConfigurationError(
-            f"queues.visibility_timeout_s={queues.visibility_timeout_s} must be at least 6x worker.timeout_s "
-            f"({6 * int(config.worker['timeout_s'])}) so a running job is not redelivered."
+    if config.queues.visibility_timeout_s < 6 * config.worker.timeout_s:
+        raise StackConfigError(
+            f"queues.visibility_timeout_s={config.queues.visibility_timeout_s} must be at least 6x "
+            f"worker.timeout_s ({6 * config.worker.timeout_s}) so a running job is not redelivered."
         )
     return config
+
+
+def _build(raw: Mapping[str, Any], path: Path) -> StackConfig:
+    try:
+        return StackConfig(
+            prefix=str(raw["prefix"]),
+            region=str(raw["region"]),
+            queues=_section(QueueSettings, raw["queues"], "queues", path),
+            worker=_section(FunctionSettings, raw["worker"], "worker", path),
+            collector=_section(FunctionSettings, raw["collector"], "collector", path),
+            storage=_section(StorageSettings, raw.get("storage") or {}, "storage", path),
+            alarms=_section(AlarmSettings, raw.get("alarms") or {}, "alarms", path),
+            layer=_section(LayerSettings, raw.get("layer") or {}, "layer", path),
+            inline_limit_bytes=int(
+                (raw.get("results") or {}).get("inline_limit_bytes", DEFAULT_INLINE_LIMIT)
+            ),
+            metric_namespace=str((raw.get("metrics") or {}).get("namespace", METRIC_NAMESPACE)),
+        )
+    except KeyError as exc:
+        raise StackConfigError(f"{path}: missing setting {exc}; see config/stack.yaml.") from exc
+    except (TypeError, ValueError) as exc:
+        raise StackConfigError(f"{path}: malformed setting ({exc}); see config/stack.yaml.") from exc
+
+
+def _section(kind: type[T], values: Any, name: str, path: Path) -> T:
+    """A settings dataclass from one section: unknown keys are refused (a typo must not be ignored), and
+    each value is converted to its field's type."""
+    if not isinstance(values, Mapping):
+        raise StackConfigError(f"{path}: {name} must be a mapping of settings; see config/stack.yaml.")
+    fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise StackConfigError(
+            f"{path}: {name}.{unknown[0]} is not a setting.{did_you_mean(str(unknown[0]), fields)} "
+            f"{name} takes: {', '.join(fields)}."
+        )
+    converted = {}
+    for key, value in values.items():
+        kind_name = str(fields[key].type)
+        try:
+            converted[key] = _convert(value, kind_name)
+        except (TypeError, ValueError) as exc:
+            raise StackConfigError(f"{path}: {name}.{key}={value!r}: expected {kind_name}.") from exc
+    return kind(**converted)
+
+
+def _convert(value: Any, kind: str) -> Any:
+    if value is None and "None" in kind:
+        return None
+    if kind.startswith("int"):
+        if isinstance(value, bool) or float(value) != int(value):
+            raise ValueError(value)
+        return int(value)
+    if kind.startswith("float"):
+        return float(value)
+    if kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+    return str(value)
 
 
 @cache
@@ -108,7 +218,7 @@ def check_region(region: str, what: str) -> None:
     """A region name must be one AWS has: a typo would otherwise surface as a connection error."""
     known = aws_regions()
     if region not in known:
-        raise ConfigurationError(
+        raise StackConfigError(
             f"{what} {region!r} is not an AWS region.{did_you_mean(region, known)} Use e.g. ap-northeast-2 "
             "or us-east-1 (a region newer than the installed boto3 needs `pip install -U boto3`)."
         )

@@ -9,7 +9,8 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv
+from backtesting_modules.pipeline.env import HandlerEnv
+from backtesting_modules.pipeline.errors import HandlerEnvError
 from opslib.local.pollers import load_handler, sqs_record
 from opslib.stack import DEFAULT_STACK
 from tests.badinput.support import DeployedStack, spec_text, write
@@ -94,9 +95,16 @@ HANDLER_ENV = {
     "TABLE_NAME": "t",
     "BUCKET_NAME": "b",
     "RESULT_QUEUE_URL": "https://sqs.ap-northeast-2.amazonaws.com/123456789012/r",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.ap-northeast-2.amazonaws.com/123456789012/d",
 }
 ENV_CASES = [
-    ("nothing-set", {}, "TABLE_NAME, BUCKET_NAME, RESULT_QUEUE_URL not set", "the deploy scripts set them"),
+    (
+        "nothing-set",
+        {},
+        "TABLE_NAME, BUCKET_NAME, RESULT_QUEUE_URL, DEAD_LETTER_QUEUE_URL not set",
+        "the deploy scripts set them",
+    ),
+    ("dlq-missing", {"DEAD_LETTER_QUEUE_URL": None}, "DEAD_LETTER_QUEUE_URL not set", "the deploy scripts"),
     ("queue-missing", {"RESULT_QUEUE_URL": None}, "RESULT_QUEUE_URL not set", "the deploy scripts set them"),
     ("table-empty", {"TABLE_NAME": ""}, "TABLE_NAME not set", "scripts/run_batch.py sets them"),
     ("count-not-int", {"MAX_RECEIVE_COUNT": "three"}, "MAX_RECEIVE_COUNT", "must be integers"),
@@ -112,7 +120,7 @@ def test_handler_environment_errors_name_the_variable(
 ) -> None:
     environ = {**HANDLER_ENV, **change} if change else {}
     environ = {k: v for k, v in environ.items() if v is not None}
-    with pytest.raises(ConfigurationError) as info:
+    with pytest.raises(HandlerEnvError) as info:
         HandlerEnv.from_environ(environ)
     assert named in str(info.value) and fix in str(info.value)
 
@@ -129,4 +137,4 @@ def test_a_handler_without_its_environment_acknowledges_nothing(
     # The whole invocation fails, so the event source mapping deletes nothing and SQS redelivers the record.
     with pytest.raises(BatchProcessingError) as info:
         handler.handler(event, None)
-    assert "TABLE_NAME, BUCKET_NAME, RESULT_QUEUE_URL not set" in str(info.value)
+    assert "TABLE_NAME, BUCKET_NAME, RESULT_QUEUE_URL, DEAD_LETTER_QUEUE_URL not set" in str(info.value)

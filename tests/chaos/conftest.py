@@ -1,50 +1,40 @@
-"""Shared by the chaos tests: the scenarios of benchmarks/chaos.py (loaded by path: benchmarks/ is not a
-package), one emulator for the module, a 200-job spec and its clean run (`run_job` in-process, once)."""
+"""Shared by the chaos tests: the scenarios of benchmarks/chaos.py (`benchmarks/chaos_scenarios`, importable
+once benchmarks/ is on the path: it is not a package), one emulator for the module, a 200-job spec and its
+clean run (`run_job` in-process, once), and testbeds (`opslib.local.testbed`) under fresh prefixes."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from opslib.local.emulator import Emulator
+from opslib.local.testbed import Testbed
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from chaos_scenarios.audit import CleanRun  # noqa: E402
+from chaos_scenarios.common import VISIBILITY_TIMEOUT_S, chaos_spec  # noqa: E402
+
 JOBS = 200
 _stacks = itertools.count()
 
 
-def load_chaos() -> ModuleType:
-    if "chaos" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("chaos", ROOT / "benchmarks" / "chaos.py")
-        if spec is None or spec.loader is None:
-            raise ImportError("benchmarks/chaos.py not found")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["chaos"] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules["chaos"]
+@pytest.fixture(scope="session")
+def spec() -> Any:
+    return chaos_spec(JOBS)
 
 
 @pytest.fixture(scope="session")
-def chaos() -> ModuleType:
-    return load_chaos()
-
-
-@pytest.fixture(scope="session")
-def spec(chaos: ModuleType) -> Any:
-    return chaos.chaos_spec(JOBS)
-
-
-@pytest.fixture(scope="session")
-def clean(chaos: ModuleType, spec: Any) -> Any:
-    return chaos.CleanRun(spec)
+def clean(spec: Any) -> CleanRun:
+    return CleanRun(spec)
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +49,13 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def new_stack(chaos: ModuleType, emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Stacks on the module's emulator, each under a fresh prefix; their processes stop with the test."""
-    stacks: list[Any] = []
+def new_stack(emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., Testbed]]:
+    """Testbeds on the module's emulator, each under a fresh prefix; their processes stop with the test."""
+    stacks: list[Testbed] = []
 
-    def create(**options: Any) -> Any:
-        stack = chaos.ChaosStack.create(emulator, f"chaos{next(_stacks)}", tmp_path, **options)
+    def create(**options: Any) -> Testbed:
+        options.setdefault("visibility_timeout_s", VISIBILITY_TIMEOUT_S)
+        stack = Testbed.create(emulator, f"chaos{next(_stacks)}", tmp_path, **options)
         stacks.append(stack)
         return stack
 

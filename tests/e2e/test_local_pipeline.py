@@ -9,7 +9,8 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,15 +19,14 @@ from backtesting_modules.jobs.messages import encode_job
 from backtesting_modules.jobs.planner import Job, batch_id, plan_jobs
 from backtesting_modules.jobs.runner import run_job
 from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
-from backtesting_modules.pipeline.clients import FAULTS_ENV, ClientFactory
-from backtesting_modules.pipeline.names import HandlerEnv, StackNames, bars_key
+from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.names import StackNames, bars_key
 from backtesting_modules.pipeline.store import Store
 from opslib.batch.bars import load_symbol_bars
 from opslib.batch.submitter import Submitter
 from opslib.local.emulator import Emulator
-from opslib.local.pollers import PollerSpec, ProcessGroup, wait_until
-from opslib.local.provision import ensure_stack
-from opslib.stack import StackConfig, load_stack
+from opslib.local.pollers import wait_until
+from opslib.local.testbed import Testbed
 
 SPEC = {
     "name": "e2e",
@@ -56,53 +56,38 @@ def emulator() -> Iterator[Emulator]:
 
 @dataclass
 class LocalBatch:
-    """A batch on its own stack, driven step by step so tests can interfere with it."""
+    """A batch registered on its own testbed (`opslib.local.testbed`), driven step by step so tests can
+    interfere with it."""
 
-    emulator: Emulator
-    config: StackConfig
-    names: StackNames
-    urls: dict[str, str]
-    clients: ClientFactory
+    bed: Testbed
     spec: BatchSpec
     batch: str
     jobs: list[Job]
-    group: ProcessGroup
 
     @property
     def store(self) -> Store:
-        return Store(self.clients, self.names.table, self.names.bucket)
+        return self.bed.store
 
-    def environ(self, **extra: str) -> dict[str, str]:
-        env = HandlerEnv(
-            table=self.names.table,
-            bucket=self.names.bucket,
-            result_queue_url=self.urls[self.names.result_queue],
-            max_receive_count=self.config.queues.max_receive_count,
-            metric_namespace=self.config.metric_namespace,
-            inline_result_limit=2000,
-        ).to_environ()
-        return {
-            **self.emulator.environ(),
-            **env,
-            "DEAD_LETTER_QUEUE_URL": self.urls[self.names.dead_letter_queue],
-            **extra,
-        }
+    @property
+    def clients(self) -> ClientFactory:
+        return self.bed.clients
 
-    def start_workers(self, count: int, **extra: str) -> list[Any]:
-        queues = (self.urls[self.names.priority_queue], self.urls[self.names.job_queue])
-        return self.group.start(PollerSpec("worker", queues, self.environ(**extra)), count=count)
+    @property
+    def names(self) -> StackNames:
+        return self.bed.names
 
-    def start_collector(self, **extra: str) -> None:
-        spec = PollerSpec(
-            "collector", (self.urls[self.names.result_queue],), self.environ(**extra), batch_size=10
-        )
-        self.group.start(spec)
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.bed.urls
+
+    def start_workers(self, count: int, faults: str = "") -> list[Any]:
+        return self.bed.start_workers(count, faults)
+
+    def start_collector(self, faults: str = "") -> None:
+        self.bed.start_collector(faults)
 
     def send(self, jobs: list[Job], copies: int = 1) -> None:
-        sqs = self.clients.client("sqs")
-        for job in jobs:
-            for _ in range(copies):
-                sqs.send_message(QueueUrl=self.urls[self.names.job_queue], MessageBody=encode_job(job))
+        self.bed.send([encode_job(job) for job in jobs for _ in range(copies)])
 
     def wait_complete(self, timeout_s: float = 120.0) -> dict[str, Any]:
         assert wait_until(lambda: self.store.get_batch(self.batch)["status"] == "COMPLETE", timeout_s), (
@@ -116,37 +101,24 @@ class LocalBatch:
 
     def in_queues(self) -> int:
         """Messages still waiting or in flight in the job and result queues."""
-        names = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
-        total = 0
-        for queue in (self.names.job_queue, self.names.result_queue):
-            attrs = self.clients.client("sqs").get_queue_attributes(
-                QueueUrl=self.urls[queue], AttributeNames=list(names)
-            )["Attributes"]
-            total += sum(int(attrs[n]) for n in names)
-        return total
+        return sum(self.bed.messages(q) for q in (self.names.job_queue, self.names.result_queue))
 
     def dead_letters(self) -> int:
-        attrs = self.clients.client("sqs").get_queue_attributes(
-            QueueUrl=self.urls[self.names.dead_letter_queue], AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"])
+        return self.bed.messages(self.names.dead_letter_queue, in_flight=False)
 
 
 @pytest.fixture
-def local(emulator: Emulator) -> Iterator[LocalBatch]:
-    config = replace(load_stack(), prefix=f"e2e{next(_prefixes)}")
-    names = config.names()
-    clients = ClientFactory(endpoint_url=emulator.endpoint_url, region=config.region)
-    urls = ensure_stack(clients, config, names, visibility_timeout_s=3)
+def local(emulator: Emulator, tmp_path: Path) -> Iterator[LocalBatch]:
+    # A small inline limit: some results travel inline, the larger ones through S3.
+    bed = Testbed.create(emulator, f"e2e{next(_prefixes)}", tmp_path, inline_result_limit=2000)
     spec = parse_spec(SPEC)
-    submitter = Submitter(clients, names, urls)
+    submitter = Submitter(bed.clients, bed.names, bed.urls)
     submitter.upload_bars(spec)
-    batch = batch_id(spec, salt=config.prefix)
+    batch = batch_id(spec, salt=bed.config.prefix)
     jobs = plan_jobs(spec, batch, bars=3000, target_seconds=0.02)
     submitter.register(spec, batch, jobs)
-    run = LocalBatch(emulator, config, names, urls, clients, spec, batch, jobs, ProcessGroup())
-    yield run
-    run.group.stop()
+    yield LocalBatch(bed, spec, batch, jobs)
+    bed.stop()
 
 
 def rows_by_key(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -195,7 +167,7 @@ def test_every_message_delivered_twice_changes_no_count(local: LocalBatch) -> No
 def test_retryable_faults_are_redelivered_and_succeed(local: LocalBatch) -> None:
     # Each worker process fails its first two S3 reads: jobs fail, return after the visibility timeout,
     # and succeed on a later attempt (maxReceiveCount 3 leaves room for it).
-    local.start_workers(2, **{FAULTS_ENV: "s3.GetObject=1"})
+    local.start_workers(2, faults="s3.GetObject=1")
     local.start_collector()
     local.send(local.jobs)
     batch = local.wait_complete()
@@ -224,7 +196,7 @@ def test_a_job_that_always_fails_retryably_ends_failed_once_in_the_dlq(local: Lo
     # Every S3 read fails in every worker: each job exhausts maxReceiveCount, is reported FAILED on its last
     # attempt, and the redrive policy moves it to the DLQ.
     jobs = local.jobs[:2]
-    local.start_workers(2, **{FAULTS_ENV: "s3.GetObject=1000"})
+    local.start_workers(2, faults="s3.GetObject=1000")
     local.start_collector()
     local.send(jobs)
     assert wait_until(lambda: int(local.store.get_batch(local.batch)["failed"]) == 2, 60)
@@ -237,7 +209,7 @@ def test_a_job_that_always_fails_retryably_ends_failed_once_in_the_dlq(local: Lo
 def test_a_worker_killed_mid_batch_loses_nothing(local: LocalBatch) -> None:
     # The victim's S3 reads take 5 s; once it has marked a job RUNNING it is stuck reading that job's bars,
     # so it provably holds the message when it is killed.
-    (victim,) = local.start_workers(1, **{FAULTS_ENV: "s3.GetObject=delay:5"})
+    (victim,) = local.start_workers(1, faults="s3.GetObject=delay:5")
     local.start_collector()
     local.send(local.jobs)
 

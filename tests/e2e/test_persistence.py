@@ -17,9 +17,10 @@ import pytest
 from backtesting_modules.jobs.planner import batch_id
 from backtesting_modules.jobs.spec import parse_spec
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
-from backtesting_modules.pipeline.store import MissingObjectError, Store, now_iso
+from backtesting_modules.pipeline.errors import MissingObjectError
+from backtesting_modules.pipeline.store import Store, now_iso
 from opslib.batch.execute import execute_batch
+from opslib.errors import LocalSetupError
 from opslib.history.queries import History
 from opslib.local import snapshot as local_module
 from opslib.local.emulator import Emulator
@@ -178,7 +179,7 @@ def test_a_corrupt_state_says_how_to_start_fresh(tmp_path: Path, start: Callable
     assert current is not None
     (current / "manifest.json").write_text("{not json")
     broken = Emulator(state_dir=tmp_path)
-    with pytest.raises(ConfigurationError, match=r"cannot restore the local AWS state .*--fresh"):
+    with pytest.raises(LocalSetupError, match=r"cannot restore the local AWS state .*--fresh"):
         broken.start()
     assert broken.process is None  # the server was stopped, and nothing was saved over the state
     assert (current / "manifest.json").read_text() == "{not json"

@@ -13,7 +13,6 @@ from backtesting_modules.jobs.messages import encode_result
 from backtesting_modules.jobs.planner import plan_jobs
 from backtesting_modules.jobs.runner import run_job
 from backtesting_modules.jobs.spec import parse_spec
-from backtesting_modules.pipeline.names import HandlerEnv
 from opslib.batch.bars import load_symbol_bars
 from opslib.batch.submitter import Submitter
 from opslib.local.pollers import LambdaContext, load_handler, sqs_record
@@ -57,14 +56,7 @@ def _statistics(stack: Stack, name: str) -> dict[str, float]:
 def test_one_put_per_invocation_with_sums_of_what_was_counted(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = HandlerEnv(
-        table=stack.names.table,
-        bucket=stack.names.bucket,
-        result_queue_url=stack.urls[stack.names.result_queue],
-        max_receive_count=3,
-        metric_namespace=stack.config.metric_namespace,
-        inline_result_limit=stack.config.inline_limit_bytes,
-    )
+    env = stack.config.handler_env(stack.names, stack.urls)
     for key, value in env.to_environ().items():
         monkeypatch.setenv(key, value)
     submitter = Submitter(stack.clients, stack.names, stack.urls)

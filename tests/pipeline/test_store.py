@@ -13,7 +13,8 @@ from backtesting_modules.jobs.results import (
     encode_result_body,
     result_frame,
 )
-from backtesting_modules.pipeline.store import MissingObjectError, decode_bars, encode_bars
+from backtesting_modules.pipeline.errors import MissingObjectError
+from backtesting_modules.pipeline.store import decode_bars, encode_bars
 from opslib.local.provision import ensure_stack
 from tests.pipeline.conftest import Stack
 

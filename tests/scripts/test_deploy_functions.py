@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy.functions import ALIAS, plan_function, plan_rollback
 from opslib.deploy.plan import DeployContext, apply_plan
 from opslib.deploy.queues import plan_queues
 from opslib.deploy.roles import plan_roles
+from opslib.errors import DeployError
 from tests.script_loader import load_script, run_main
 
 
@@ -44,7 +44,7 @@ def test_worker_created_with_alias_and_mappings_then_no_change(ctx: DeployContex
 
 def test_a_changed_memory_plans_exactly_that_and_moves_the_alias(ctx: DeployContext) -> None:
     apply(ctx, "worker")
-    bigger = replace(ctx, config=replace(ctx.config, worker={**ctx.config.worker, "memory_mb": 3008}))
+    bigger = replace(ctx, config=replace(ctx.config, worker=replace(ctx.config.worker, memory_mb=3008)))
     plan = plan_function(bigger, "worker", layer_arn=None, git_sha="b" * 40)
     assert len(plan.changes) == 1 and dict(plan.changes[0].diff) == {"MemorySize": (1769, 3008)}
     assert [c.operation for c in plan.changes[0].calls] == [
@@ -60,7 +60,7 @@ def test_a_changed_memory_plans_exactly_that_and_moves_the_alias(ctx: DeployCont
 
 def test_a_changed_batch_size_updates_the_mapping(ctx: DeployContext) -> None:
     apply(ctx, "collector")
-    larger = replace(ctx, config=replace(ctx.config, collector={**ctx.config.collector, "batch_size": 25}))
+    larger = replace(ctx, config=replace(ctx.config, collector=replace(ctx.config.collector, batch_size=25)))
     plan = plan_function(larger, "collector", layer_arn=None, git_sha="a" * 40)
     assert [c.calls[0].operation for c in plan.changes] == ["update_event_source_mapping"]
     assert dict(plan.changes[0].diff) == {"BatchSize": (10, 25)}
@@ -70,7 +70,7 @@ def test_a_changed_batch_size_updates_the_mapping(ctx: DeployContext) -> None:
 
 def test_rollback_moves_the_alias_back(ctx: DeployContext) -> None:
     apply(ctx, "worker")
-    bigger = replace(ctx, config=replace(ctx.config, worker={**ctx.config.worker, "memory_mb": 2048}))
+    bigger = replace(ctx, config=replace(ctx.config, worker=replace(ctx.config.worker, memory_mb=2048)))
     apply_plan(
         plan_function(bigger, "worker", layer_arn=None, git_sha="b" * 40), ctx.clients, echo=lambda _: None
     )
@@ -79,7 +79,7 @@ def test_rollback_moves_the_alias_back(ctx: DeployContext) -> None:
     apply_plan(plan, ctx.clients, echo=lambda _: None)
     client = ctx.clients.client("lambda")
     assert client.get_alias(FunctionName=ctx.names.worker_function, Name=ALIAS)["FunctionVersion"] == "1"
-    with pytest.raises(ConfigurationError, match="nothing earlier"):
+    with pytest.raises(DeployError, match="nothing earlier"):
         plan_rollback(ctx, "worker")
 
 
@@ -93,7 +93,7 @@ def test_reserved_concurrency_is_applied_and_changed_exactly(ctx: DeployContext)
         == 5
     )
     more = replace(
-        ctx, config=replace(ctx.config, collector={**ctx.config.collector, "reserved_concurrency": 8})
+        ctx, config=replace(ctx.config, collector=replace(ctx.config.collector, reserved_concurrency=8))
     )
     plan = plan_function(more, "collector", layer_arn=None, git_sha="a" * 40)
     assert [dict(c.diff) for c in plan.changes] == [{"ReservedConcurrentExecutions": (5, 8)}]
@@ -102,7 +102,7 @@ def test_reserved_concurrency_is_applied_and_changed_exactly(ctx: DeployContext)
 def test_the_rollback_flag_moves_the_alias(ctx: DeployContext, capsys: pytest.CaptureFixture[str]) -> None:
     script = load_script("deploy_worker")
     assert run_main(script, capsys, "--yes", "--git-sha", "a" * 40)[0] == 0
-    bigger = replace(ctx, config=replace(ctx.config, worker={**ctx.config.worker, "memory_mb": 2048}))
+    bigger = replace(ctx, config=replace(ctx.config, worker=replace(ctx.config.worker, memory_mb=2048)))
     apply_plan(
         plan_function(bigger, "worker", layer_arn=None, git_sha="b" * 40), ctx.clients, echo=lambda _: None
     )

@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from backtesting_modules.pipeline.names import ConfigurationError
 from opslib.deploy.layer import plan_layer
 from opslib.deploy.monitoring import plan_monitoring
 from opslib.deploy.plan import DeployContext, apply_plan
@@ -15,6 +14,7 @@ from opslib.deploy.policy_check import validate_policy
 from opslib.deploy.queues import plan_queues
 from opslib.deploy.roles import plan_roles
 from opslib.deploy.storage import plan_storage
+from opslib.errors import DeployError
 from tests.script_loader import load_script, run_main
 
 
@@ -68,7 +68,7 @@ def test_storage_from_nothing_is_secure_then_no_change(ctx: DeployContext) -> No
 def test_pitr_setting_change_is_planned(ctx: DeployContext) -> None:
     apply_plan(plan_storage(ctx), ctx.clients, echo=lambda _: None)
     prod = replace(
-        ctx, config=replace(ctx.config, storage={**ctx.config.storage, "point_in_time_recovery": True})
+        ctx, config=replace(ctx.config, storage=replace(ctx.config.storage, point_in_time_recovery=True))
     )
     plan = plan_storage(prod)
     assert [c.summary for c in plan.changes] == ["point-in-time recovery"]
@@ -109,7 +109,7 @@ def test_monitoring_dashboard_and_alarms_then_no_change(ctx: DeployContext) -> N
     found = ctx.clients.client("cloudwatch").describe_alarms()["MetricAlarms"]
     dlq = next(a for a in found if a["AlarmName"].endswith("dlq-not-empty"))
     assert dlq["Threshold"] == 0.0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
-    alarms = {**ctx.config.alarms, "oldest_message_age_s": 300}
+    alarms = replace(ctx.config.alarms, oldest_message_age_s=300)
     stricter = replace(ctx, config=replace(ctx.config, alarms=alarms))
     changed = plan_monitoring(stricter)
     assert [c.resource for c in changed.changes] == [f"alarm {ctx.names.prefix}-oldest-job-age"]
@@ -121,7 +121,7 @@ def test_layer_published_via_s3_only_when_its_hash_changes_and_pruned(
     # moto sees in-process requests as plain HTTP, which a TLS-only bucket policy denies (as AWS would).
     plain_http = replace(ctx, enforce_tls=False)
     apply_plan(plan_storage(plain_http), ctx.clients, echo=lambda _: None)
-    keep = replace(plain_http, config=replace(ctx.config, layer={**ctx.config.layer, "keep_versions": 2}))
+    keep = replace(plain_http, config=replace(ctx.config, layer=replace(ctx.config.layer, keep_versions=2)))
     layer_zip = tmp_path / "layer.zip"  # type: ignore[operator]
     client = ctx.clients.client("lambda")
     for content in (b"one", b"two", b"three"):
@@ -133,7 +133,7 @@ def test_layer_published_via_s3_only_when_its_hash_changes_and_pruned(
     versions = client.list_layer_versions(LayerName=ctx.names.layer)["LayerVersions"]
     assert sorted(int(v["Version"]) for v in versions) == [2, 3]
     missing = tmp_path / "nope.zip"  # type: ignore[operator]
-    with pytest.raises(ConfigurationError, match="build the layer first"):
+    with pytest.raises(DeployError, match="build the layer first"):
         plan_layer(keep, missing)
 
 

@@ -28,7 +28,7 @@ from ..metrics import HIGHER_IS_BETTER
 from . import names
 from .clients import ClientFactory
 from .digest import compute_digest, merge_groups, ranked
-from .names import HandlerEnv
+from .env import HandlerEnv
 from .store import Store, now_iso
 
 logger = logging.getLogger(__name__)

@@ -2,23 +2,16 @@
 
 Deploy scripts, the local runtime and the Lambda handlers all derive names from here, so the emulator and
 AWS differ only by endpoint. Handlers receive the concrete names through environment variables set by the
-deploy (see `HandlerEnv`), never by guessing.
+deploy (see `env.HandlerEnv`), never by guessing.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..errors import BacktestError
-
 DEFAULT_PREFIX = "makenaide"
 METRIC_NAMESPACE = "Makenaide/Backtesting"
-
-
-class ConfigurationError(BacktestError):
-    """A missing or invalid setting of the pipeline (environment variable, stack configuration)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +36,16 @@ class StackNames:
     @property
     def dead_letter_queue(self) -> str:
         return f"{self.prefix}-distributed-backtest-dlq"
+
+    @property
+    def work_queues(self) -> tuple[str, str, str]:
+        """The job, priority and result queues: the ones the pipeline feeds, each redriven to the DLQ."""
+        return (self.job_queue, self.priority_queue, self.result_queue)
+
+    @property
+    def queues(self) -> tuple[str, str, str, str]:
+        """Every queue of the stack: the work queues and the dead-letter queue."""
+        return (*self.work_queues, self.dead_letter_queue)
 
     @property
     def table(self) -> str:
@@ -107,48 +110,3 @@ def digest_key(batch_id: str, job_id: str) -> str:
 
 def summary_key(batch_id: str, created: datetime) -> str:
     return f"summaries/{created:%Y/%m/%d}/{batch_id}.json"
-
-
-@dataclass(frozen=True)
-class HandlerEnv:
-    """What a handler needs, read once from the environment the deploy (or local runtime) sets."""
-
-    table: str
-    bucket: str
-    result_queue_url: str
-    max_receive_count: int
-    metric_namespace: str
-    inline_result_limit: int
-
-    @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> HandlerEnv:
-        env = dict(os.environ if environ is None else environ)
-        missing = [k for k in ("TABLE_NAME", "BUCKET_NAME", "RESULT_QUEUE_URL") if not env.get(k)]
-        if missing:
-            raise ConfigurationError(
-                f"environment variable(s) {', '.join(missing)} not set: the deploy scripts set them on the "
-                "function; locally scripts/run_batch.py sets them for its worker processes."
-            )
-        try:
-            return cls(
-                table=env["TABLE_NAME"],
-                bucket=env["BUCKET_NAME"],
-                result_queue_url=env["RESULT_QUEUE_URL"],
-                max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "3")),
-                metric_namespace=env.get("METRIC_NAMESPACE", METRIC_NAMESPACE),
-                inline_result_limit=int(env.get("INLINE_RESULT_LIMIT", "200000")),
-            )
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"MAX_RECEIVE_COUNT / INLINE_RESULT_LIMIT must be integers: {exc}"
-            ) from exc
-
-    def to_environ(self) -> dict[str, str]:
-        return {
-            "TABLE_NAME": self.table,
-            "BUCKET_NAME": self.bucket,
-            "RESULT_QUEUE_URL": self.result_queue_url,
-            "MAX_RECEIVE_COUNT": str(self.max_receive_count),
-            "METRIC_NAMESPACE": self.metric_namespace,
-            "INLINE_RESULT_LIMIT": str(self.inline_result_limit),
-        }

@@ -21,28 +21,13 @@ import numpy as np
 import pandas as pd
 from botocore.exceptions import ClientError
 
-from ..errors import BacktestError
 from . import names
 from .clients import ClientFactory
+from .errors import MissingObjectError, StoreError
 
 JOB_TTL_DAYS = 30
 REGISTER_THREADS = 8  # concurrent conditional puts when registering a batch's jobs
 TERMINAL = ("SUCCEEDED", "FAILED")
-
-
-class StoreError(BacktestError):
-    """A storage call failed; `retryable` says whether trying again can help."""
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class MissingObjectError(StoreError):
-    """An S3 object or DynamoDB item that should exist does not (not retryable)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 def _s(value: str) -> dict[str, str]:

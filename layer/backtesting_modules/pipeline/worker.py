@@ -29,8 +29,10 @@ from ..jobs.runner import is_retryable, run_job
 from ..metrics import HIGHER_IS_BETTER
 from .clients import ClientFactory
 from .digest import compute_digest
-from .names import HandlerEnv, digest_key
-from .store import Store, StoreError
+from .env import HandlerEnv
+from .errors import StoreError
+from .names import digest_key
+from .store import Store
 
 logger = logging.getLogger(__name__)
 BARS_CACHE_SIZE = 64
@@ -50,7 +52,6 @@ def retryable(exc: BaseException) -> bool:
 class Worker:
     clients: ClientFactory
     env: HandlerEnv
-    dead_letter_queue_url: str | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # Bars keys are content-addressed (immutable), so a container keeps them for its whole life.
     _bars: OrderedDict[str, pd.DataFrame] = field(default_factory=OrderedDict)
@@ -131,10 +132,8 @@ class Worker:
             raise StoreError(f"sending to the result queue failed: {exc}") from exc
 
     def _to_dead_letters(self, body: str, exc: BaseException) -> None:
-        if not self.dead_letter_queue_url:
-            return
         self.clients.client("sqs").send_message(
-            QueueUrl=self.dead_letter_queue_url,
+            QueueUrl=self.env.dead_letter_queue_url,
             MessageBody=body,
             MessageAttributes={
                 "error": {"DataType": "String", "StringValue": f"{type(exc).__name__}: {exc}"[:1000]}

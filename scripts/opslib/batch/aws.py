@@ -5,8 +5,8 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
 
+from ..errors import NotDeployedError
 from ..stack import StackConfig
 from .submitter import Submitter
 
@@ -17,11 +17,11 @@ def deployed_submitter(clients: ClientFactory, stack: StackConfig) -> Submitter:
     names = stack.names(account_id=account)
     sqs = clients.client("sqs")
     urls = {}
-    for name in (names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue):
+    for name in names.queues:
         try:
             urls[name] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         except ClientError as exc:
-            raise ConfigurationError(
+            raise NotDeployedError(
                 f"queue {name} not found: the stack is not deployed in this account/region; "
                 "deploy it with scripts/deploy_all.py (or use --target local)."
             ) from exc

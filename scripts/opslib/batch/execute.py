@@ -12,9 +12,10 @@ from typing import Any
 
 from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs
 from backtesting_modules.jobs.spec import BatchSpec
-from backtesting_modules.pipeline.names import ConfigurationError
-from backtesting_modules.pipeline.store import MissingObjectError, Store
+from backtesting_modules.pipeline.errors import MissingObjectError
+from backtesting_modules.pipeline.store import Store
 
+from ..errors import BatchIncompleteError
 from .submitter import Submitter, largest_first
 
 
@@ -40,10 +41,14 @@ def poll_interval(
     return min(most_s, max(least_s, remaining_s / 8))
 
 
-def _require_alive(alive: Callable[[], bool]) -> None:
+def _require_alive(alive: Callable[[], bool], batch_id: str) -> None:
     """Raise when every local poller has exited: nothing would ever finish the batch."""
     if not alive():
-        raise ConfigurationError("every local worker process has exited; see the messages above.")
+        raise BatchIncompleteError(
+            f"every local worker process has exited (see the messages above); batch {batch_id} is kept: "
+            f"finish it with --resume {batch_id}.",
+            batch_id,
+        )
 
 
 def execute_batch(
@@ -73,7 +78,7 @@ def execute_batch(
     def tick() -> bool:
         if on_progress is not None:
             on_progress(store.get_batch(batch_id))
-        _require_alive(alive)
+        _require_alive(alive, batch_id)
         return time.monotonic() < deadline
 
     record = store.get_batch(batch_id)
@@ -82,15 +87,16 @@ def execute_batch(
         submitter.send_in_waves(largest_first(pending), depth=depth, on_tick=tick, poll_s=0.5)
         record = store.get_batch(batch_id)
         while record["status"] != "COMPLETE" and time.monotonic() < deadline:
-            _require_alive(alive)
+            _require_alive(alive, batch_id)
             done = int(record["succeeded"]) + int(record["failed"])
             time.sleep(poll_interval(done, int(record["total_jobs"]), time.monotonic() - started))
             record = store.get_batch(batch_id)
             if on_progress is not None and record["status"] != "COMPLETE":
                 on_progress(record)
     if record["status"] != "COMPLETE":
-        raise ConfigurationError(
-            f"batch {batch_id} did not complete within {timeout_s:.0f} s; resume it with --resume {batch_id}."
+        raise BatchIncompleteError(
+            f"batch {batch_id} did not complete in {timeout_s:.0f} s; finish it with --resume {batch_id}.",
+            batch_id,
         )
     if on_progress is not None:
         on_progress(record)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from backtesting_modules.pipeline.names import ConfigurationError
+from ..errors import StackConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PRICING = ROOT / "config" / "pricing.yaml"
@@ -60,7 +60,7 @@ def load_pricing(path: Path = DEFAULT_PRICING) -> dict[str, Any]:
     try:
         data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigurationError(f"cannot read prices from {path}: {exc}") from exc
+        raise StackConfigError(f"cannot read prices from {path}: {exc}") from exc
     return data
 
 

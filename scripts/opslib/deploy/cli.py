@@ -15,8 +15,8 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
 
+from ..errors import OpsError
 from ..stack import check_region, load_stack
 from .functions import plan_function, plan_rollback
 from .plan import DeployContext, Plan, apply_plan
@@ -60,7 +60,7 @@ def setup_errors_exit(parser: argparse.ArgumentParser) -> Iterator[None]:
             f"{parser.prog}: error: no AWS credentials: configure them (or OIDC in GitHub Actions), "
             "or pass --endpoint-url for the local emulator.\n",
         )
-    except (ConfigurationError, ClientError, BotoCoreError) as exc:
+    except (OpsError, ClientError, BotoCoreError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 

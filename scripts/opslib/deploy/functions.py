@@ -22,8 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from backtesting_modules.pipeline.names import ConfigurationError
-
+from ..errors import DeployError, NotDeployedError
 from .plan import Call, Change, DeployContext, Plan, Ref
 from .state import exists
 
@@ -65,37 +64,29 @@ def code_sha256(package: bytes) -> str:
 
 
 def environment(ctx: DeployContext) -> dict[str, str]:
+    """The handlers' environment variables (`StackConfig.handler_env`), with the deployed queues' URLs."""
     sqs = ctx.clients.client("sqs")
     names = ctx.names
-
-    def url(name: str) -> str:
+    urls = {}
+    for name in (names.result_queue, names.dead_letter_queue):
         try:
-            return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+            urls[name] = str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
         except ClientError as exc:
-            raise ConfigurationError(
+            raise NotDeployedError(
                 f"queue {name} not found: deploy the queues first (deploy_queues.py)"
             ) from exc
-
-    return {
-        "TABLE_NAME": names.table,
-        "BUCKET_NAME": names.bucket,
-        "RESULT_QUEUE_URL": url(names.result_queue),
-        "DEAD_LETTER_QUEUE_URL": url(names.dead_letter_queue),
-        "MAX_RECEIVE_COUNT": str(ctx.config.queues.max_receive_count),
-        "METRIC_NAMESPACE": ctx.config.metric_namespace,
-        "INLINE_RESULT_LIMIT": str(ctx.config.inline_limit_bytes),
-    }
+    return ctx.config.handler_env(names, urls).to_environ()
 
 
 def desired_configuration(ctx: DeployContext, spec: FunctionSpec, layer_arn: str | None) -> dict[str, Any]:
-    settings = getattr(ctx.config, spec.key)
+    settings = ctx.config.function(spec.key)
     return {
         "FunctionName": spec.name,
         "Role": f"arn:aws:iam::{ctx.account_id}:role/{ctx.names.role(spec.name)}",
         "Handler": "handler.handler",
         "Runtime": RUNTIME,
-        "MemorySize": int(settings["memory_mb"]),
-        "Timeout": int(settings["timeout_s"]),
+        "MemorySize": settings.memory_mb,
+        "Timeout": settings.timeout_s,
         "Environment": {"Variables": environment(ctx)},
         "Layers": [layer_arn] if layer_arn else [],
     }
@@ -123,14 +114,14 @@ def _publish_calls(spec: FunctionSpec, git_sha: str, *, alias_exists: bool, inde
 
 
 def _mapping_settings(ctx: DeployContext, spec: FunctionSpec) -> dict[str, Any]:
-    settings = getattr(ctx.config, spec.key)
+    settings = ctx.config.function(spec.key)
     desired: dict[str, Any] = {
-        "BatchSize": int(settings.get("batch_size", 1)),
-        "MaximumBatchingWindowInSeconds": int(settings.get("batching_window_s", 0)),
+        "BatchSize": settings.batch_size,
+        "MaximumBatchingWindowInSeconds": settings.batching_window_s,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
     }
-    if "maximum_concurrency" in settings:
-        desired["ScalingConfig"] = {"MaximumConcurrency": int(settings["maximum_concurrency"])}
+    if settings.maximum_concurrency is not None:
+        desired["ScalingConfig"] = {"MaximumConcurrency": settings.maximum_concurrency}
     return desired
 
 
@@ -183,7 +174,7 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
     package = function_zip(key)
     desired = desired_configuration(ctx, spec, layer_arn)
     # The function runs the layer's native code, so it takes the layer's architecture.
-    architecture = [str(ctx.config.layer.get("architecture", "x86_64"))]
+    architecture = [ctx.config.layer.architecture]
     try:
         current = client.get_function(FunctionName=spec.name)["Configuration"]
     except ClientError as exc:
@@ -245,8 +236,7 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
 
 def _plan_concurrency(ctx: DeployContext, spec: FunctionSpec, current: int | None) -> list[Change]:
     """Reserved concurrency: set when configured and different, removed when no longer configured."""
-    wanted = getattr(ctx.config, spec.key).get("reserved_concurrency")
-    desired = int(wanted) if wanted is not None else None
+    desired = ctx.config.function(spec.key).reserved_concurrency
     if desired == current:
         return []
     if desired is None:
@@ -281,9 +271,7 @@ def plan_rollback(ctx: DeployContext, key: str) -> Plan:
     spec = function_specs(ctx)[key]
     current = _alias_version(ctx, spec)
     if current is None or not current.isdigit():
-        raise ConfigurationError(
-            f"{spec.name} has no '{ALIAS}' alias on a published version: nothing to roll back."
-        )
+        raise DeployError(f"{spec.name} has no '{ALIAS}' alias on a published version: nothing to roll back.")
     paginator = ctx.clients.client("lambda").get_paginator("list_versions_by_function")
     versions = sorted(
         int(v["Version"])
@@ -293,9 +281,7 @@ def plan_rollback(ctx: DeployContext, key: str) -> Plan:
     )
     earlier = [v for v in versions if v < int(current)]
     if not earlier:
-        raise ConfigurationError(
-            f"{spec.name}: version {current} is the first published one; nothing earlier."
-        )
+        raise DeployError(f"{spec.name}: version {current} is the first published one; nothing earlier.")
     target = str(earlier[-1])
     call = Call(
         "lambda", "update_alias", {"FunctionName": spec.name, "Name": ALIAS, "FunctionVersion": target}

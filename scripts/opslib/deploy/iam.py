@@ -198,7 +198,7 @@ def batch_submitter_policy(names: StackNames, region: str, account_id: str | Non
     and download the summary; and `scripts/results.py --target aws`: list batches (the batches-by-created
     index) and read stored results. It cannot receive jobs, write results or change any resource."""
     account = _account(account_id)
-    queues = [names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue]
+    queues = names.queues
     return _policy(
         [
             _statement("FindQueues", ["sqs:GetQueueUrl"], [queue_arn(region, account, q) for q in queues]),
@@ -269,11 +269,7 @@ def github_deploy_policy(
     if not stacks:
         raise ValueError("github_deploy_policy needs at least one stack")
     account = _account(account_id)
-    queues = [
-        queue_arn(region, account, q)
-        for n in stacks
-        for q in (n.job_queue, n.priority_queue, n.result_queue, n.dead_letter_queue)
-    ]
+    queues = [queue_arn(region, account, q) for n in stacks for q in n.queues]
     tables = [table_arn(region, account, n.table) for n in stacks]
     buckets = [bucket_arn(n.bucket) for n in stacks]
     functions = [

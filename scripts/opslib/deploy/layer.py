@@ -6,8 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from backtesting_modules.pipeline.names import ConfigurationError
-
+from ..errors import DeployError
 from .functions import RUNTIME
 from .plan import Call, Change, DeployContext, Plan
 
@@ -24,7 +23,7 @@ def layer_sha256(path: Path) -> str:
 
 def plan_layer(ctx: DeployContext, zip_path: Path) -> Plan:
     if not zip_path.exists():
-        raise ConfigurationError(f"{zip_path} not found: build the layer first with scripts/build_layer.py.")
+        raise DeployError(f"{zip_path} not found: build the layer first with scripts/build_layer.py.")
     sha = layer_sha256(zip_path)
     client = ctx.clients.client("lambda")
     versions = client.list_layer_versions(LayerName=ctx.names.layer).get("LayerVersions", [])
@@ -32,7 +31,7 @@ def plan_layer(ctx: DeployContext, zip_path: Path) -> Plan:
     if versions and versions[0].get("Description", "").startswith(f"{DESCRIPTION_PREFIX}{sha}"):
         return Plan("layer")
     key = f"layers/{ctx.names.layer}/{sha}.zip"
-    architecture = str(ctx.config.layer.get("architecture", "x86_64"))
+    architecture = ctx.config.layer.architecture
     calls = [
         Call("s3", "put_object", {"Bucket": ctx.names.bucket, "Key": key, "Body": zip_path.read_bytes()}),
         Call(
@@ -47,7 +46,7 @@ def plan_layer(ctx: DeployContext, zip_path: Path) -> Plan:
             },
         ),
     ]
-    keep = int(ctx.config.layer.get("keep_versions", 3))
+    keep = ctx.config.layer.keep_versions
     stale = versions[max(0, keep - 1) :]  # the new version counts toward `keep`
     calls += [
         Call("lambda", "delete_layer_version", {"LayerName": ctx.names.layer, "VersionNumber": v["Version"]})

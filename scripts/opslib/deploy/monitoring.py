@@ -33,7 +33,7 @@ def _widget(title: str, metrics: list[list[Any]], stat: str = "Sum", period: int
 
 def dashboard_body(ctx: DeployContext) -> dict[str, Any]:
     names, ns = ctx.names, ctx.config.metric_namespace
-    queues = [names.job_queue, names.priority_queue, names.result_queue]
+    queues = names.work_queues
     functions = [names.worker_function, names.collector_function]
     widgets = [
         _widget(
@@ -95,7 +95,7 @@ def alarm_definitions(ctx: DeployContext) -> list[dict[str, Any]]:
             "Statistic": "Sum",
             "Period": 300,
             "Dimensions": [{"Name": "FunctionName", "Value": names.worker_function}],
-            "Threshold": float(alarms.get("worker_errors", 1)),
+            "Threshold": float(alarms.worker_errors),
             "ComparisonOperator": "GreaterThanOrEqualToThreshold",
             "AlarmDescription": "Worker invocations failing (retryable errors are retried; check the logs).",
         },
@@ -107,7 +107,7 @@ def alarm_definitions(ctx: DeployContext) -> list[dict[str, Any]]:
             "Statistic": "Maximum",
             "Period": 300,
             "Dimensions": [{"Name": "QueueName", "Value": names.job_queue}],
-            "Threshold": float(alarms.get("oldest_message_age_s", 900)),
+            "Threshold": float(alarms.oldest_message_age_s),
             "ComparisonOperator": "GreaterThanThreshold",
             "AlarmDescription": "Jobs wait too long: workers fall behind (concurrency limit, throttling).",
         },

@@ -54,8 +54,7 @@ def teardown_queues(ctx: DeployContext) -> list[Change]:
     """Delete the four queues (and the messages in them)."""
     sqs = ctx.clients.client("sqs")
     changes = []
-    names = ctx.names
-    for queue in (names.job_queue, names.priority_queue, names.result_queue, names.dead_letter_queue):
+    for queue in ctx.names.queues:
         try:
             url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
         except ClientError:

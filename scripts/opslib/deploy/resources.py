@@ -22,7 +22,6 @@ PUBLIC_ACCESS_BLOCK = {
     "RestrictPublicBuckets": True,
 }
 ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
-SUMMARY_IA_DAYS = 30
 
 
 def table_definition(names: StackNames) -> dict[str, Any]:
@@ -71,14 +70,14 @@ def queue_definitions(
     }
     if dlq_arn is not None:
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q.max_receive_count})
-        for name in (names.job_queue, names.priority_queue, names.result_queue):
+        for name in names.work_queues:
             definitions[name] = {**base, "RedrivePolicy": redrive}
     return definitions
 
 
 def lifecycle_definition(config: StackConfig) -> dict[str, Any]:
     """Batch summaries move to infrequent access after `storage.summaries_to_ia_days`."""
-    days = int(config.storage.get("summaries_to_ia_days", SUMMARY_IA_DAYS))
+    days = config.storage.summaries_to_ia_days
     return {
         "Rules": [
             {

@@ -24,7 +24,7 @@ from .state import error_code, exists
 def plan_table(ctx: DeployContext) -> Plan:
     dynamodb = ctx.clients.client("dynamodb")
     table = ctx.names.table
-    pitr = bool(ctx.config.storage.get("point_in_time_recovery", False))
+    pitr = ctx.config.storage.point_in_time_recovery
     ttl_call = Call(
         "dynamodb",
         "update_time_to_live",

@@ -25,13 +25,13 @@ from typing import Any
 import pandas as pd
 from botocore.exceptions import ClientError
 
-from backtesting_modules.errors import BacktestError
 from backtesting_modules.jobs.results import result_frame
 from backtesting_modules.pipeline import names
-from backtesting_modules.pipeline.names import ConfigurationError
-from backtesting_modules.pipeline.store import MissingObjectError, Store, _plain
+from backtesting_modules.pipeline.errors import MissingObjectError
+from backtesting_modules.pipeline.store import Store, _plain
 
 from ..batch.execute import fetch_summary
+from ..errors import HistoryError, NotDeployedError, UnknownBatchError
 from .compute import compute_best, compute_duration
 
 PAGE_SIZE = 100  # items per DynamoDB page; tests lower it to cross page boundaries
@@ -48,22 +48,6 @@ LIST_ATTRIBUTES = (
     "ranking_metric",
     "summary_key",
 )
-
-
-class HistoryError(BacktestError):
-    """A history query cannot be answered (missing table, expired job records, unreadable results)."""
-
-
-class UnknownBatchError(HistoryError):
-    """No batch has this id; `suggestions` are the closest ids (prefix matches, then difflib, then names)."""
-
-    def __init__(self, batch_id: str, suggestions: Sequence[str], table: str) -> None:
-        hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(
-            f"batch {batch_id!r} not found in table {table}.{hint} `results.py list` shows the batches."
-        )
-        self.batch_id = batch_id
-        self.suggestions = list(suggestions)
 
 
 def parse_since(text: str) -> str:
@@ -267,7 +251,7 @@ class History:
                     yield _plain(item)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise ConfigurationError(
+                raise NotDeployedError(
                     f"table {self.store.table} not found: the stack is not deployed in this account/region "
                     "(scripts/deploy_all.py), or use --target local."
                 ) from exc

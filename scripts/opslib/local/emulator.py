@@ -16,8 +16,8 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
 
+from ..errors import LocalSetupError
 from .snapshot import EmulatorState
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -76,13 +76,13 @@ class Emulator:
         deadline = time.monotonic() + timeout_s
         while not self._listening():
             if self.process.poll() is not None:
-                raise ConfigurationError(
+                raise LocalSetupError(
                     f"the AWS emulator exited at start (code {self.process.returncode}): is moto[server] "
                     "installed? `make setup` installs it."
                 )
             if time.monotonic() > deadline:
                 self.stop()
-                raise ConfigurationError(
+                raise LocalSetupError(
                     f"the AWS emulator did not listen on 127.0.0.1:{self.port} in {timeout_s:.0f} s"
                 )
             time.sleep(0.05)  # a subprocess offers no waiter; poll the port until it listens
@@ -120,10 +120,10 @@ class Emulator:
 
     def _clients(self) -> ClientFactory:
         # boto3 reads credentials from the environment, which the caller may not have pointed here yet;
-        # the emulator accepts any. Fault injection is for the pipeline's calls, never for saving state.
+        # the emulator accepts any.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"])
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-        return ClientFactory(endpoint_url=self.endpoint_url, region=self.region, faults=None)
+        return ClientFactory(endpoint_url=self.endpoint_url, region=self.region)
 
     def _restore(self) -> None:
         if self.state_dir is None:
@@ -135,7 +135,7 @@ class Emulator:
                 self.restored, moved = state.restore(self._clients())
             except (OSError, ValueError, KeyError, TypeError, ClientError, BotoCoreError) as exc:
                 self.stop()
-                raise ConfigurationError(
+                raise LocalSetupError(
                     f"cannot restore the local AWS state from {state.current_dir() or self.state_dir} "
                     f"({type(exc).__name__}: {exc}); start empty with --fresh (the state is then replaced "
                     f"when the run ends), or move {self.state_dir} away."

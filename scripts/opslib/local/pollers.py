@@ -23,11 +23,14 @@ from types import ModuleType
 from typing import Any
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError
+from backtesting_modules.pipeline.names import StackNames
 
+from ..errors import LocalSetupError
 from .emulator import LOCAL_CREDENTIALS
+from .faults import FaultInjector
 
 ROOT = Path(__file__).resolve().parents[3]
+POLL_WAIT_S = 1  # the pollers' SQS long-poll wait (short: a stopped poller's pending receive runs out fast)
 
 
 def load_handler(function: str) -> ModuleType:
@@ -35,7 +38,7 @@ def load_handler(function: str) -> ModuleType:
     path = ROOT / "lambdas" / function / "handler.py"
     spec = importlib.util.spec_from_file_location(f"lambda_{function}_handler", path)
     if spec is None or spec.loader is None:
-        raise ConfigurationError(f"no handler at {path}")
+        raise LocalSetupError(f"no handler at {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -71,13 +74,34 @@ class LambdaContext:
 
 @dataclass(frozen=True)
 class PollerSpec:
-    """One poller process: its function, its queues (the first has priority), the handler's environment."""
+    """One poller process: its function, its queues (the first has priority), the handler's environment,
+    and the faults to inject into its AWS calls (`faults.FaultInjector`; the chaos suite and tests only)."""
 
     function: str
     queue_urls: tuple[str, ...]
     environ: Mapping[str, str]
     batch_size: int = 1
-    wait_s: int = 1
+    wait_s: int = POLL_WAIT_S
+    faults: str = ""
+    fault_log: str | None = None
+
+
+def function_poller(
+    function: str,
+    names: StackNames,
+    urls: Mapping[str, str],
+    environ: Mapping[str, str],
+    *,
+    faults: str = "",
+    fault_log: str | None = None,
+) -> PollerSpec:
+    """The poller of `function` as the stack's event source mappings feed it: the worker takes one job at a
+    time, priority queue first; the collector up to 10 results."""
+    if function == "worker":
+        jobs = (urls[names.priority_queue], urls[names.job_queue])
+        return PollerSpec("worker", jobs, environ, batch_size=1, faults=faults, fault_log=fault_log)
+    results = (urls[names.result_queue],)
+    return PollerSpec("collector", results, environ, batch_size=10, faults=faults, fault_log=fault_log)
 
 
 def _queue_arns(clients: ClientFactory, urls: tuple[str, ...]) -> dict[str, str]:
@@ -107,6 +131,8 @@ def poll_forever(spec: PollerSpec) -> None:
     """Entry point of a poller process: receive, invoke the handler, delete what succeeded."""
     os.environ.update(spec.environ)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if spec.faults:
+        FaultInjector(spec.faults, spec.fault_log).install()  # before any client is built
     clients = ClientFactory.from_environ()
     handler = load_handler(spec.function)
     arns = _queue_arns(clients, spec.queue_urls)

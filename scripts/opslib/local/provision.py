@@ -26,5 +26,4 @@ def ensure_stack(
     ctx = DeployContext(clients, config, names, clients.region or config.region, account, enforce_tls=False)
     apply_plan(plan_queues(ctx) + plan_storage(ctx), clients, echo=lambda _: None)
     sqs = clients.client("sqs")
-    queues = (names.dead_letter_queue, names.job_queue, names.priority_queue, names.result_queue)
-    return {name: sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in queues}
+    return {name: sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in names.queues}

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import ConfigurationError, HandlerEnv, StackNames
+from backtesting_modules.pipeline.names import StackNames
 from backtesting_modules.pipeline.store import Store
 
 from ..batch.submitter import Submitter
+from ..errors import LocalSetupError
 from ..stack import StackConfig
 from .emulator import Emulator
-from .pollers import PollerSpec, ProcessGroup
+from .pollers import POLL_WAIT_S, ProcessGroup, function_poller
 from .provision import ensure_stack
 
-POLL_WAIT_S = 1  # the pollers' SQS long-poll wait
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -104,26 +104,11 @@ class LocalRuntime:
             time.sleep(POLL_WAIT_S + 0.5)
         self.roles.clear()
         names = self._names()
-        env = HandlerEnv(
-            table=names.table,
-            bucket=names.bucket,
-            result_queue_url=self.urls[names.result_queue],
-            max_receive_count=self.stack.queues.max_receive_count,
-            metric_namespace=self.stack.metric_namespace,
-            inline_result_limit=self.stack.inline_limit_bytes,
-        ).to_environ()
-        environ = {
-            **self.emulator.environ(),
-            **env,
-            "DEAD_LETTER_QUEUE_URL": self.urls[names.dead_letter_queue],
-        }
-        job_queues = (self.urls[names.priority_queue], self.urls[names.job_queue])
-        worker = PollerSpec("worker", job_queues, environ, batch_size=1, wait_s=POLL_WAIT_S)
+        environ = {**self.emulator.environ(), **self.stack.handler_env(names, self.urls).to_environ()}
+        worker = function_poller("worker", names, self.urls, environ)
         for process in self.group.start(worker, count=workers):
             self.roles[process.pid or 0] = "worker"
-        collector = PollerSpec(
-            "collector", (self.urls[names.result_queue],), environ, batch_size=10, wait_s=1
-        )
+        collector = function_poller("collector", names, self.urls, environ)
         for process in self.group.start(collector):
             self.roles[process.pid or 0] = "collector"
         self.workers = workers
@@ -157,10 +142,14 @@ class LocalRuntime:
 
     def _clients(self) -> ClientFactory:
         if self.clients is None:
-            raise ConfigurationError("the local runtime is not started")
+            raise LocalSetupError(
+                "the local runtime is not started: use it in a `with` block or call start()"
+            )
         return self.clients
 
     def _names(self) -> StackNames:
         if self.names is None:
-            raise ConfigurationError("the local runtime is not started")
+            raise LocalSetupError(
+                "the local runtime is not started: use it in a `with` block or call start()"
+            )
         return self.names
