@@ -17,13 +17,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
+from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.records import BatchRecord, JobOutcome, JobRecord
 from backtesting_modules.pipeline.store import Store, now_iso
 from opslib.local.emulator import Emulator
 from opslib.local.provision import ensure_stack
@@ -39,10 +41,8 @@ def _prepare(clients: ClientFactory, items: int) -> tuple[Store, str]:
     names = stack.names()
     urls = ensure_stack(clients, stack, names)
     store = Store(clients, names.table, names.bucket)
-    store.create_batch({"batch_id": BATCH, "name": BATCH, "created_at": now_iso(), "total_jobs": items})
-    jobs: list[Mapping[str, Any]] = [
-        {"job_id": f"j{i:06d}", "strategy": "SMA_Crossover", "symbols": ["KRW-BTC"]} for i in range(items)
-    ]
+    store.create_batch(BatchRecord(BATCH, name=BATCH, created_at=now_iso(), total_jobs=items))
+    jobs = [JobRecord(f"j{i:06d}", strategy="SMA_Crossover", symbols=("KRW-BTC",)) for i in range(items)]
     store.put_pending_jobs(BATCH, jobs)
     return store, urls[names.job_queue]
 
@@ -53,7 +53,7 @@ def _operations(store: Store, queue: str, items: int) -> dict[str, Callable[[int
     rng = np.random.default_rng(0)
     body = base64.b64encode(rng.random(4175 * 20).tobytes())  # a job's stored result, ~0.9 MB
     digest = {"top": [{"params": {"fast": i}, "metrics": list(range(20))} for i in range(50)]}
-    outcome = {"status": "SUCCEEDED", "backtests": 4175, "duration_s": 1.0, "best": None}
+    outcome = JobOutcome(JobStatus.SUCCEEDED, backtests=4175, duration_s=1.0)
 
     def job(i: int) -> str:
         return f"j{i % items:06d}"

@@ -164,19 +164,19 @@ def run_distributed(
     wall = time.perf_counter() - started
     after = runtime.cpu_seconds()
     records = runtime.store().list_jobs(batch)
-    if outcome.record["failed"]:
-        raise RuntimeError(f"benchmark batch {batch}: {outcome.record['failed']} job(s) failed")
+    if outcome.record.failed:
+        raise RuntimeError(f"benchmark batch {batch}: {outcome.record.failed} job(s) failed")
     latency, wait, engine = [], [], []
     for record in records:
-        sent = _time(record.get("sent_at"))
+        sent = _time(record.sent_at)
         if sent is not None:
-            latency.append((_time(record["finished_at"]) or sent) - sent)
-            wait.append((_time(record["started_at"]) or sent) - sent)
-        engine.append(float(record.get("duration_s", 0.0)))
+            latency.append((_time(record.finished_at) or sent) - sent)
+            wait.append((_time(record.started_at) or sent) - sent)
+        engine.append(record.duration_s or 0.0)
     return Sample(
         "distributed",
         wall,
-        int(outcome.record["backtests"]),
+        outcome.record.backtests,
         len(records),
         sum(engine),
         runtime.workers,

@@ -45,6 +45,7 @@ from tabulate import tabulate
 from backtesting_modules.errors import BacktestError
 from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
+from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.jobs.spec import BatchSpec, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
 from opslib.batch.aws import deployed_submitter
@@ -348,7 +349,7 @@ def measure_aws(spec: BatchSpec, args: argparse.Namespace) -> dict[str, Any]:
     outcome = execute_batch(submitter, spec, batch, depth=2 * concurrency, timeout_s=3600.0)
     records = submitter.store.list_jobs(batch)
     bars = outcome.bars
-    backtests = int(outcome.record["backtests"])
+    backtests = outcome.record.backtests
     projected = project(
         len(outcome.jobs),
         backtests,
@@ -358,7 +359,7 @@ def measure_aws(spec: BatchSpec, args: argparse.Namespace) -> dict[str, Any]:
         concurrency=concurrency,
         architecture=stack.layer.architecture,
     )
-    durations = [float(r.get("duration_s", 0.0)) for r in records if r.get("status") == "SUCCEEDED"]
+    durations = [r.duration_s or 0.0 for r in records if r.status is JobStatus.SUCCEEDED]
     return {
         "batch_id": batch,
         "jobs": len(outcome.jobs),

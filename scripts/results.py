@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backtesting_modules.errors import did_you_mean
+from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from backtesting_modules.reports import fit_to_limit
 from opslib.batch.reports import write_reports
@@ -31,7 +32,6 @@ from opslib.history.compute import (
     compute_keyed,
     compute_rows,
     compute_top,
-    public_record,
 )
 from opslib.history.connect import open_history
 from opslib.history.export import FORMATS, store_export
@@ -143,27 +143,26 @@ def cmd_show(args: argparse.Namespace, history: History) -> int:
     record = history.get_batch(args.batch_id)
     if args.failures:
         attributes = ("job_id", "strategy", "symbols", "attempts", "error", "worker", "finished_at")
-        failures = list(history.jobs(args.batch_id, status="FAILED", attributes=attributes))
-        print(
-            json.dumps({"batch_id": args.batch_id, "failures": failures})
-            if args.json
-            else render_failures(record, failures)
-        )
-        return 0
-    if record.get("status") != "COMPLETE":
+        failures = list(history.jobs(args.batch_id, status=JobStatus.FAILED, attributes=attributes))
         if args.json:
-            print(json.dumps({"batch": public_record(record), "summary": None}))
+            documents = [f.to_json(attributes) for f in failures]
+            print(json.dumps({"batch_id": args.batch_id, "failures": documents}))
         else:
-            done = int(record.get("succeeded", 0)) + int(record.get("failed", 0))
+            print(render_failures(record, failures))
+        return 0
+    if not record.complete:
+        if args.json:
+            print(json.dumps({"batch": record.to_json(), "summary": None}))
+        else:
             print(
-                f"batch {args.batch_id} ({record.get('name')}) is {record.get('status')}: {done}/"
-                f"{record.get('total_jobs')} jobs done, {int(record.get('failed', 0))} failed. Its report is "
+                f"batch {args.batch_id} ({record.name}) is {record.status}: {record.done}/"
+                f"{record.total_jobs} jobs done, {record.failed} failed. Its report is "
                 f"written when it completes; finish it with run_batch.py SPEC --resume {args.batch_id}."
             )
         return 0
     summary = history.summary(record)
     if args.json:
-        print(json.dumps({"batch": public_record(record), "summary": summary}))
+        print(json.dumps({"batch": record.to_json(), "summary": summary}))
     else:
         text = render_report(summary, record, args.target)
         if args.reports:
@@ -177,10 +176,10 @@ def cmd_show(args: argparse.Namespace, history: History) -> int:
 
 def cmd_top(args: argparse.Namespace, history: History) -> int:
     record = history.get_batch(args.batch_id)
-    spec = json.loads(str(record.get("spec") or "{}"))
+    spec = record.spec_document()
     _check_choice(args.strategy, [s["name"] for s in spec.get("strategies", [])], "strategy", args.batch_id)
     _check_choice(args.symbol, [*spec.get("symbols", []), "PORTFOLIO"], "symbol", args.batch_id)
-    metric = args.metric or str(record.get("ranking_metric") or "sharpe")
+    metric = args.metric or record.ranking_metric
     higher = HIGHER_IS_BETTER.get(metric, True)
     frames = history.result_frames(record, strategy=args.strategy, symbol=args.symbol)
     rows = compute_rows(compute_top(frames, metric, higher, args.n))
@@ -207,7 +206,7 @@ def _check_choice(value: str | None, choices: Sequence[str], what: str, batch_id
 def cmd_compare(args: argparse.Namespace, history: History) -> int:
     a = history.get_batch(args.batch_a)
     b = history.get_batch(args.batch_b)
-    metric = args.metric or str(a.get("ranking_metric") or "sharpe")
+    metric = args.metric or a.ranking_metric
     higher = HIGHER_IS_BETTER.get(metric, True)
     comparison = compute_comparison(
         compute_keyed(history.result_frames(a), metric),
@@ -227,9 +226,7 @@ def cmd_compare(args: argparse.Namespace, history: History) -> int:
 
 def cmd_export(args: argparse.Namespace, history: History) -> int:
     record = history.get_batch(args.batch_id)
-    schema = compute_export_schema(
-        history.job_bests(args.batch_id), json.loads(str(record.get("spec") or "{}"))
-    )
+    schema = compute_export_schema(history.job_bests(args.batch_id), record.spec_document())
     out = Path(args.out)
     rows, jobs = store_export(history.result_frames(record), schema, args.format, out)
     if args.json:

@@ -24,6 +24,7 @@ from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
 from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.records import BatchRecord
 from opslib.batch.aws import deployed_submitter
 from opslib.batch.execute import BatchOutcome, execute_batch
 from opslib.batch.projection import project, render_projection
@@ -82,9 +83,9 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, batch: st
     started = time.monotonic()
     interactive = sys.stderr.isatty() and not args.json
 
-    def progress(record: dict[str, Any]) -> None:
+    def progress(record: BatchRecord) -> None:
         if interactive:
-            eprint(progress_line(record, started), end="" if record["status"] != "COMPLETE" else "\n")
+            eprint(progress_line(record, started), end="\n" if record.complete else "")
 
     def execute(submitter: Submitter, alive: Callable[[], bool] = lambda: True) -> BatchOutcome:
         # Keep two jobs queued per consumer: local worker processes, or the worker's concurrency on AWS.

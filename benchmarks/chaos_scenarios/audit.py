@@ -12,9 +12,10 @@ from typing import Any
 
 from backtesting_modules.jobs.planner import Job
 from backtesting_modules.jobs.results import compute_rows, encode_result_body
-from backtesting_modules.jobs.runner import run_job
+from backtesting_modules.jobs.runner import JobStatus, run_job
 from backtesting_modules.jobs.spec import BatchSpec
-from backtesting_modules.pipeline.store import TERMINAL, Store
+from backtesting_modules.pipeline.records import JobRecord
+from backtesting_modules.pipeline.store import Store
 from opslib.batch.bars import load_symbol_bars
 
 
@@ -113,30 +114,30 @@ def audit_batch(
     contain. Reads the batch record, the job records, every stored result body and the summary."""
     poisoned = poisoned or {}
     record = store.get_batch(batch)
-    jobs = {str(j["job_id"]): j for j in store.list_jobs(batch)}
-    summary = store.get_json(str(record["summary_key"])) if record.get("summary_key") else None
+    jobs = {j.job_id: j for j in store.list_jobs(batch)}
+    summary = store.get_summary(record) if record.summary_key else None
     top = summary["ranking"]["top"] if summary else []
     summary_rows = Counter(row_key(r) for r in top)
     metrics = {row_key(r): _canonical(r["metrics"]) for r in top}
     failures = summary["failures"] if summary else []
     lost: dict[str, str] = {}
     for job_id, want in clean.items():
-        job = jobs.get(job_id, {})
-        status = job.get("status")
+        job = jobs.get(job_id, JobRecord(job_id, status=JobStatus.PENDING))
+        status = job.status
         if job_id in poisoned:
-            if status != "FAILED" or poisoned[job_id] not in str(job.get("error")):
-                lost[job_id] = f"{status}, not FAILED with {poisoned[job_id]!r}: {job.get('error')}"
-        elif status != "SUCCEEDED":
-            lost[job_id] = f"{status}: {job.get('error')}"
-        elif store.get_bytes(str(job["result_key"])) != want.body:
+            if status is not JobStatus.FAILED or poisoned[job_id] not in str(job.error):
+                lost[job_id] = f"{status}, not FAILED with {poisoned[job_id]!r}: {job.error}"
+        elif status is not JobStatus.SUCCEEDED:
+            lost[job_id] = f"{status}: {job.error}"
+        elif store.get_bytes(str(job.result_key)) != want.body:
             lost[job_id] = "stored result body differs from the clean run's"
-        elif _canonical(json.loads(str(job["best"]))) != want.best:
+        elif _canonical(job.best) != want.best:
             lost[job_id] = "best row differs from the clean run's"
         elif {k: metrics.get(k) for k in want.rows} != want.rows:
             lost[job_id] = "summary rows differ from the clean run's"
-    terminal = sum(1 for j in jobs.values() if j.get("status") in TERMINAL)
-    succeeded, failed = int(record["succeeded"]), int(record["failed"])
-    backtests = int(record["backtests"])
+    terminal = sum(1 for j in jobs.values() if j.terminal)
+    succeeded, failed = record.succeeded, record.failed
+    backtests = record.backtests
     clean_backtests = sum(c.backtests for j, c in clean.items() if j not in poisoned)
     dead_ids = Counter(_job_id_of(body) for body in dead_letters)
     duplicates = (
@@ -148,7 +149,7 @@ def audit_batch(
         + sum(n - 1 for k, n in dead_ids.items() if k is not None)
     )
     return Audit(
-        status=str(record["status"]),
+        status=str(record.status),
         counters=(succeeded, failed, backtests),
         expected_counters=(len(clean) - len(poisoned), len(poisoned), clean_backtests),
         terminal=terminal,

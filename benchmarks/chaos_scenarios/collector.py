@@ -46,7 +46,7 @@ def run_collector_crashes(
     exits.append(second.exitcode)
     counts.append(batch.counted())
     in_flight.append(stack.messages(results) - stack.messages(results, in_flight=False))
-    status_after_last_count = batch.record()["status"]
+    status_after_last_count = str(batch.record().status)
     stack.start_collector()
     recover.append(batch.wait_complete() - crashed)
     wall = _elapsed(batch)

@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from backtesting_modules.jobs.planner import Job, batch_id, plan_jobs
+from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.jobs.spec import BatchSpec, parse_spec
+from backtesting_modules.pipeline.records import BatchRecord
 from opslib.batch.submitter import Submitter
 from opslib.local.pollers import wait_until
 from opslib.local.testbed import Testbed
@@ -84,12 +86,12 @@ class ChaosBatch:
     def send(self, bodies: Sequence[str]) -> None:
         self.stack.send(bodies)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> BatchRecord:
         return self.stack.store.get_batch(self.batch_id)
 
     def counted(self) -> int:
         record = self.record()
-        return int(record["succeeded"]) + int(record["failed"])
+        return record.done
 
     def wait(self, condition: Callable[[], bool], what: str, timeout_s: float | None = None) -> float:
         """Wait until `condition` holds (by default for as long as the whole batch may take); returns the
@@ -105,18 +107,18 @@ class ChaosBatch:
         return self.wait(lambda: self.counted() >= n, f"{n} jobs counted", timeout_s)
 
     def wait_complete(self, timeout_s: float | None = None) -> float:
-        return self.wait(lambda: self.record()["status"] == "COMPLETE", "COMPLETE", timeout_s)
+        return self.wait(lambda: self.record().complete, "COMPLETE", timeout_s)
 
     def held_by(self, pid: int) -> str | None:
         """The job a worker process has marked RUNNING (its record names the process), if any."""
         for job in self.stack.store.list_jobs(self.batch_id):
-            if job.get("status") == "RUNNING" and str(job.get("worker", "")).endswith(f":{pid}"):
-                return str(job["job_id"])
+            if job.status is JobStatus.RUNNING and (job.worker or "").endswith(f":{pid}"):
+                return job.job_id
         return None
 
     def finished_at(self, job_id: str) -> float:
-        job = next(j for j in self.stack.store.list_jobs(self.batch_id) if j["job_id"] == job_id)
-        return _timestamp(job["finished_at"])
+        job = next(j for j in self.stack.store.list_jobs(self.batch_id) if j.job_id == job_id)
+        return _timestamp(job.finished_at)
 
     def audit(
         self, clean: CleanRun, poisoned: Mapping[str, str] | None = None, dead_letters: Sequence[str] = ()

@@ -53,7 +53,7 @@ def run_worker_kills(stack: Testbed, spec: BatchSpec, clean: CleanRun, workers: 
     batch.wait_complete()
     wall = _elapsed(batch)
     audit = batch.audit(clean)
-    records = {j["job_id"]: j for j in stack.store.list_jobs(batch.batch_id)}
+    records = {j.job_id: j for j in stack.store.list_jobs(batch.batch_id)}
     recover = max(batch.finished_at(k.job_id) - k.killed_at for k in kills)
     return ScenarioResult(
         "worker-kills",
@@ -63,5 +63,5 @@ def run_worker_kills(stack: Testbed, spec: BatchSpec, clean: CleanRun, workers: 
         audit,
         recover,
         wall,
-        {"kills": kills, "held_attempts": [int(records[k.job_id]["attempts"]) for k in kills]},
+        {"kills": kills, "held_attempts": [records[k.job_id].attempts for k in kills]},
     )

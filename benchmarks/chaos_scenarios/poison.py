@@ -10,7 +10,7 @@ from typing import Any
 from backtesting_modules.jobs.messages import encode_job, job_message
 from backtesting_modules.jobs.planner import Job
 from backtesting_modules.jobs.spec import BatchSpec, data_hash
-from backtesting_modules.pipeline.names import bars_key
+from backtesting_modules.names import bars_key
 from opslib.local.testbed import Testbed
 
 from .audit import CleanRun
@@ -62,11 +62,11 @@ def run_poison(
     wall = _elapsed(batch)
     dead = stack.dead_letters(len(poisoned) + len(UNREADABLE))
     audit = batch.audit(clean, poisoned, [body for body, _ in dead])
-    records = {j["job_id"]: j for j in stack.store.list_jobs(batch.batch_id)}
+    records = {j.job_id: j for j in stack.store.list_jobs(batch.batch_id)}
     reported = max(
-        _timestamp(records[j]["finished_at"]) - _timestamp(records[j]["started_at"])
+        _timestamp(records[j].finished_at) - _timestamp(records[j].started_at)
         for j in poisoned
-        if records[j].get("started_at")  # a malformed body is never marked running
+        if records[j].started_at  # a malformed body is never marked running
     )
     return ScenarioResult(
         "poison",
@@ -80,6 +80,6 @@ def run_poison(
             "batch_id": batch.batch_id,
             "poisoned": poisoned,
             "dead_letters": dead,
-            "attempts": {j: int(records[j]["attempts"]) for j in poisoned},
+            "attempts": {j: records[j].attempts for j in poisoned},
         },
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +14,8 @@ from typing import Any
 from backtesting_modules.jobs.planner import batch_id, plan_jobs
 from backtesting_modules.jobs.spec import BatchSpec, count_backtests
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.store import TERMINAL, Store
+from backtesting_modules.pipeline.records import BatchRecord
+from backtesting_modules.pipeline.store import Store
 from opslib.batch.execute import execute_batch
 from opslib.local.emulator import Emulator
 from opslib.local.runtime import LocalRuntime
@@ -48,8 +49,8 @@ def run_emulator_restart(
     limit = batch_timeout(count_backtests(spec))
     started = time.monotonic()
 
-    def interrupt(record: Mapping[str, Any]) -> None:
-        if int(record["succeeded"]) + int(record["failed"]) >= at * int(record["total_jobs"]):
+    def interrupt(record: BatchRecord) -> None:
+        if record.done >= at * record.total_jobs:
             raise Interrupted
 
     emulator = Emulator(state_dir=state_dir, fresh=True, region=config.region)
@@ -58,7 +59,7 @@ def run_emulator_restart(
             execute_batch(rt.submitter(), spec, batch, depth=10_000, timeout_s=limit, on_progress=interrupt)
         except Interrupted:
             rt.group.stop()  # what leaving the block does first: the state saved next is what is read here
-            kept = sorted(j["job_id"] for j in rt.store().list_jobs(batch) if j.get("status") in TERMINAL)
+            kept = sorted(j.job_id for j in rt.store().list_jobs(batch) if j.terminal)
         else:
             raise ChaosError(f"batch {batch} completed before the restart: give it more jobs")
     restarted = time.time()
@@ -99,9 +100,9 @@ def _restart_result(
     record = store.get_batch(batch)
     jobs = plan_jobs(spec, batch, bars=spec.data.periods)
     audit = audit_batch(store, batch, clean.expected(jobs))
-    finished = _timestamp(record["finished_at"])
+    finished = _timestamp(record.finished_at)
     records = store.list_jobs(batch)
-    details["attempts"] = {str(j["job_id"]): int(j["attempts"]) for j in records}
+    details["attempts"] = {j.job_id: j.attempts for j in records}
     return ScenarioResult(
         "emulator-restart",
         "emulator stopped mid-batch and restarted from its saved state",

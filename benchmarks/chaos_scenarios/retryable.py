@@ -25,7 +25,7 @@ def run_retryable(
     complete = batch.wait_complete()
     wall = _elapsed(batch)
     audit = batch.audit(clean)
-    redelivered = [j["job_id"] for j in stack.store.list_jobs(batch.batch_id) if int(j["attempts"]) > 1]
+    redelivered = [j.job_id for j in stack.store.list_jobs(batch.batch_id) if j.attempts > 1]
     injected = stack.injected()
     throttled = sum(n for k, n in injected.items() if k.endswith("throttle"))
     # Recovery: from each worker's failed read to the last redelivered job counted, and from the

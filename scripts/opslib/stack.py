@@ -18,8 +18,8 @@ import yaml
 
 from backtesting_modules.errors import did_you_mean
 from backtesting_modules.jobs.messages import DEFAULT_INLINE_LIMIT
+from backtesting_modules.names import METRIC_NAMESPACE, StackNames
 from backtesting_modules.pipeline.env import HandlerEnv
-from backtesting_modules.pipeline.names import METRIC_NAMESPACE, StackNames
 
 from .errors import StackConfigError
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames
 
 ACCOUNT = "123456789012"  # moto's account id
 

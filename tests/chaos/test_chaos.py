@@ -49,7 +49,7 @@ def test_every_message_delivered_twice_counts_every_job_once(
     # The audit is not vacuous: a changed result body is a lost result, an extra count a duplicate.
     batch = result.details["batch_id"]
     job = stack.store.list_jobs(batch)[0]
-    stack.store.put_result_body(str(job["result_key"]), b"{}")
+    stack.store.put_result_body(str(job.result_key), b"{}")
     stack.clients.client("dynamodb").update_item(
         TableName=stack.names.table,
         Key={"PK": {"S": f"BATCH#{batch}"}, "SK": {"S": "META"}},
@@ -57,7 +57,7 @@ def test_every_message_delivered_twice_counts_every_job_once(
         ExpressionAttributeValues={":one": {"N": "1"}},
     )
     tampered = audit_batch(stack.store, batch, clean.expected(result.details["jobs"]))
-    assert list(tampered.lost) == [job["job_id"]] and tampered.duplicates == 1
+    assert list(tampered.lost) == [job.job_id] and tampered.duplicates == 1
 
 
 def test_workers_killed_twice_mid_batch_lose_nothing(
@@ -103,7 +103,7 @@ def test_poison_jobs_are_reported_once_with_their_error_and_dead_lettered_once(
     assert set(result.audit.failures) == set(poisoned)
     assert all(poisoned[j] in error for j, error in result.audit.failures.items())
     record = stack.store.get_batch(result.details["batch_id"])
-    summary = stack.store.get_json(str(record["summary_key"]))
+    summary = stack.store.get_summary(record)
     report = write_reports(summary, tmp_path / "report", []).read_text(encoding="utf-8")
     assert all(job_id in report for job_id in poisoned)
     # Reported on the first attempt (a malformed body is never marked running), never retried.

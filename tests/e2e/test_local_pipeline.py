@@ -17,10 +17,11 @@ import pytest
 
 from backtesting_modules.jobs.messages import encode_job
 from backtesting_modules.jobs.planner import Job, batch_id, plan_jobs
-from backtesting_modules.jobs.runner import run_job
+from backtesting_modules.jobs.runner import JobStatus, run_job
 from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
+from backtesting_modules.names import StackNames, bars_key
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames, bars_key
+from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.pipeline.store import Store
 from opslib.batch.bars import load_symbol_bars
 from opslib.batch.submitter import Submitter
@@ -89,15 +90,14 @@ class LocalBatch:
     def send(self, jobs: list[Job], copies: int = 1) -> None:
         self.bed.send([encode_job(job) for job in jobs for _ in range(copies)])
 
-    def wait_complete(self, timeout_s: float = 120.0) -> dict[str, Any]:
-        assert wait_until(lambda: self.store.get_batch(self.batch)["status"] == "COMPLETE", timeout_s), (
-            self.store.get_batch(self.batch)
+    def wait_complete(self, timeout_s: float = 120.0) -> BatchRecord:
+        assert wait_until(lambda: self.store.get_batch(self.batch).complete, timeout_s), self.store.get_batch(
+            self.batch
         )
         return self.store.get_batch(self.batch)
 
     def summary(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.store.get_json(str(self.store.get_batch(self.batch)["summary_key"]))
-        return result
+        return self.store.get_summary(self.store.get_batch(self.batch))
 
     def in_queues(self) -> int:
         """Messages still waiting or in flight in the job and result queues."""
@@ -145,7 +145,7 @@ def test_batch_equals_the_same_jobs_run_sequentially(local: LocalBatch) -> None:
     expected = rows_by_key(sequential_rows(local.spec, local.jobs))
     got = rows_by_key(summary["ranking"]["top"])
     assert got == expected
-    assert (batch["succeeded"], batch["failed"], batch["backtests"]) == (len(local.jobs), 0, len(expected))
+    assert (batch.succeeded, batch.failed, batch.backtests) == (len(local.jobs), 0, len(expected))
     assert summary["backtests"] == len(expected) and summary["failures"] == []
     assert local.dead_letters() == 0
 
@@ -155,13 +155,13 @@ def test_every_message_delivered_twice_changes_no_count(local: LocalBatch) -> No
     local.start_collector()
     local.send(local.jobs, copies=2)
     batch = local.wait_complete()
-    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
+    assert (batch.succeeded, batch.failed) == (len(local.jobs), 0)
     expected = len(rows_by_key(sequential_rows(local.spec, local.jobs)))
-    assert batch["backtests"] == expected
+    assert batch.backtests == expected
     # Every copy processed (job and result queues empty, nothing in flight): the counts must not move.
     assert wait_until(lambda: local.in_queues() == 0, 60)
     again = local.store.get_batch(local.batch)
-    assert (again["succeeded"], again["failed"], again["backtests"]) == (len(local.jobs), 0, expected)
+    assert (again.succeeded, again.failed, again.backtests) == (len(local.jobs), 0, expected)
 
 
 def test_retryable_faults_are_redelivered_and_succeed(local: LocalBatch) -> None:
@@ -171,8 +171,8 @@ def test_retryable_faults_are_redelivered_and_succeed(local: LocalBatch) -> None
     local.start_collector()
     local.send(local.jobs)
     batch = local.wait_complete()
-    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
-    attempts = [j["attempts"] for j in local.store.list_jobs(local.batch)]
+    assert (batch.succeeded, batch.failed) == (len(local.jobs), 0)
+    attempts = [j.attempts for j in local.store.list_jobs(local.batch)]
     assert max(attempts) >= 2  # at least one job really was redelivered
     assert local.dead_letters() == 0
 
@@ -185,7 +185,7 @@ def test_missing_bars_fail_once_and_go_to_the_dlq(local: LocalBatch) -> None:
     local.start_collector()
     local.send(local.jobs)
     batch = local.wait_complete()
-    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs) - len(poisoned), len(poisoned))
+    assert (batch.succeeded, batch.failed) == (len(local.jobs) - len(poisoned), len(poisoned))
     failures = local.summary()["failures"]
     assert len(failures) == len(poisoned)
     assert all(missing in f["error"] and f["attempts"] == 1 for f in failures)
@@ -199,10 +199,10 @@ def test_a_job_that_always_fails_retryably_ends_failed_once_in_the_dlq(local: Lo
     local.start_workers(2, faults="s3.GetObject=1000")
     local.start_collector()
     local.send(jobs)
-    assert wait_until(lambda: int(local.store.get_batch(local.batch)["failed"]) == 2, 60)
-    failed = [j for j in local.store.list_jobs(local.batch) if j["status"] == "FAILED"]
+    assert wait_until(lambda: local.store.get_batch(local.batch).failed == 2, 60)
+    failed = [j for j in local.store.list_jobs(local.batch) if j.status is JobStatus.FAILED]
     assert len(failed) == 2
-    assert all("gave up after 3 attempts" in j["error"] for j in failed)
+    assert all("gave up after 3 attempts" in str(j.error) for j in failed)
     assert wait_until(lambda: local.dead_letters() == 2, 30)  # moved on the receive after the last attempt
 
 
@@ -215,7 +215,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(local: LocalBatch) -> None:
 
     def held_by_victim() -> bool:
         return any(
-            j["status"] == "RUNNING" and str(j.get("worker", "")).endswith(f":{victim.pid}")
+            j.status is JobStatus.RUNNING and (j.worker or "").endswith(f":{victim.pid}")
             for j in local.store.list_jobs(local.batch)
         )
 
@@ -223,9 +223,9 @@ def test_a_worker_killed_mid_batch_loses_nothing(local: LocalBatch) -> None:
     os.kill(victim.pid, signal.SIGKILL)
     (survivor,) = local.start_workers(1)
     batch = local.wait_complete()
-    assert (batch["succeeded"], batch["failed"]) == (len(local.jobs), 0)
+    assert (batch.succeeded, batch.failed) == (len(local.jobs), 0)
     # The job the victim held came back after the visibility timeout and ran again.
-    assert max(j["attempts"] for j in local.store.list_jobs(local.batch)) >= 2
+    assert max(j.attempts for j in local.store.list_jobs(local.batch)) >= 2
     assert survivor.is_alive() and not victim.is_alive()
 
 
@@ -249,6 +249,6 @@ def test_priority_jobs_are_taken_before_waiting_normal_jobs(local: LocalBatch) -
     local.start_workers(1)
     local.start_collector()
     local.wait_complete()
-    finished = sorted(local.store.list_jobs(local.batch), key=lambda j: j["finished_at"])
-    order = [j["job_id"] for j in finished]
+    finished = sorted(local.store.list_jobs(local.batch), key=lambda j: str(j.finished_at))
+    order = [j.job_id for j in finished]
     assert order.index(urgent.job_id) <= 1  # the first or second job done, though it was sent last

@@ -18,6 +18,7 @@ from backtesting_modules.jobs.planner import batch_id
 from backtesting_modules.jobs.spec import parse_spec
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.errors import MissingObjectError
+from backtesting_modules.pipeline.records import BatchRecord, JobRecord
 from backtesting_modules.pipeline.store import Store, now_iso
 from opslib.batch.execute import execute_batch
 from opslib.errors import LocalSetupError
@@ -66,8 +67,8 @@ def connect(emulator: Emulator, stack: StackConfig = STACK) -> Store:
 
 
 def add_batch(store: Store, batch: str) -> None:
-    store.create_batch({"batch_id": batch, "name": batch, "created_at": now_iso(), "total_jobs": 1})
-    store.put_pending_jobs(batch, [{"job_id": f"j-{batch}", "strategy": "SMA_Crossover", "symbols": ["X"]}])
+    store.create_batch(BatchRecord(batch, name=batch, created_at=now_iso(), total_jobs=1))
+    store.put_pending_jobs(batch, [JobRecord(f"j-{batch}", strategy="SMA_Crossover", symbols=("X",))])
     store.clients.client("s3").put_object(
         Bucket=store.bucket,
         Key=f"results/{batch}/j-{batch}.json.gz",
@@ -79,7 +80,7 @@ def add_batch(store: Store, batch: str) -> None:
 
 
 def batch_ids(store: Store) -> list[str]:
-    return [str(r["batch_id"]) for r in History(store).batches()]
+    return [r.batch_id for r in History(store).batches()]
 
 
 def test_tables_and_objects_survive_a_restart_and_fresh_starts_empty(
@@ -96,7 +97,7 @@ def test_tables_and_objects_survive_a_restart_and_fresh_starts_empty(
     store = connect(second)
     assert second.timings["restored_objects"] == 1 and second.timings["restored_items"] == 2
     assert batch_ids(store) == ["b-one"]  # the index is rebuilt from the restored items
-    assert [j["job_id"] for j in store.list_jobs("b-one")] == ["j-b-one"]
+    assert [j.job_id for j in store.list_jobs("b-one")] == ["j-b-one"]
     response = store.clients.client("s3").get_object(Bucket=store.bucket, Key="results/b-one/j-b-one.json.gz")
     assert (response["ContentEncoding"], response["ContentType"]) == ("gzip", "application/json")
     assert response["Metadata"] == {"batch": "b-one"}

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames
 from backtesting_modules.pipeline.store import Store
 from opslib.local.provision import ensure_stack
 from opslib.stack import StackConfig, load_stack

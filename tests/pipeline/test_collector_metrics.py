@@ -72,7 +72,7 @@ def test_one_put_per_invocation_with_sums_of_what_was_counted(
     response = handler.handler(event, LambdaContext("collector"))
 
     assert response == {"batchItemFailures": []}
-    assert stack.store.get_batch("b-metrics")["status"] == "COMPLETE"
+    assert stack.store.get_batch("b-metrics").complete
     backend = cloudwatch_backends["123456789012"][stack.config.region]
     names = sorted(d.name for d in backend.metric_data)
     # One datum per metric name from the one call, not one per result (the duplicate counted nothing).

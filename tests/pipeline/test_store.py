@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
@@ -13,7 +15,9 @@ from backtesting_modules.jobs.results import (
     encode_result_body,
     result_frame,
 )
+from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.pipeline.errors import MissingObjectError
+from backtesting_modules.pipeline.records import BatchRecord, JobOutcome, JobRecord
 from backtesting_modules.pipeline.store import decode_bars, encode_bars
 from opslib.local.provision import ensure_stack
 from tests.pipeline.conftest import Stack
@@ -41,40 +45,54 @@ def test_missing_object_is_not_retryable(stack: Stack) -> None:
     assert info.value.retryable is False
 
 
-def _batch(total: int) -> dict[str, object]:
-    return {"batch_id": "b1", "created_at": "2026-11-24T00:00:00.000+00:00", "name": "t", "total_jobs": total}
+def _batch(total: int) -> BatchRecord:
+    return BatchRecord("b1", created_at="2026-11-24T00:00:00.000+00:00", name="t", total_jobs=total)
+
+
+def _jobs(*ids: str) -> list[JobRecord]:
+    return [JobRecord(j, strategy="S", symbols=("X",)) for j in ids]
 
 
 def test_outcomes_count_once_and_completion_flips_once(stack: Stack) -> None:
     store = stack.store
     assert store.create_batch(_batch(2)) is True
     assert store.create_batch(_batch(2)) is False  # a second create is a resume, not an overwrite
-    store.put_pending_jobs("b1", [{"job_id": j, "strategy": "S", "symbols": ["X"]} for j in ("j1", "j2")])
+    store.put_pending_jobs("b1", _jobs("j1", "j2"))
     store.mark_running("b1", "j1", "w0")
-    ok = {"status": "SUCCEEDED", "backtests": 10, "duration_s": 1.5, "best": {"sharpe": 1.0}}
+    ok = JobOutcome(JobStatus.SUCCEEDED, backtests=10, duration_s=1.5, best={"sharpe": 1.0})
     assert store.record_outcome("b1", "j1", ok) is True
     assert store.record_outcome("b1", "j1", ok) is False  # redelivered: counts nothing
     assert store.try_complete("b1", "summaries/x.json") is False  # one job outstanding
-    failed = {"status": "FAILED", "backtests": 0, "error": "unknown strategy"}
+    failed = JobOutcome(JobStatus.FAILED, error="unknown strategy")
     assert store.record_outcome("b1", "j2", failed) is True
     batch = store.get_batch("b1")
-    assert (batch["succeeded"], batch["failed"], batch["backtests"]) == (1, 1, 10)
+    assert (batch.succeeded, batch.failed, batch.backtests, batch.counted) == (1, 1, 10, True)
     assert store.try_complete("b1", "summaries/x.json") is True
     assert store.try_complete("b1", "summaries/x.json") is False
-    jobs = {j["job_id"]: j for j in store.list_jobs("b1")}
-    assert jobs["j1"]["status"] == "SUCCEEDED" and jobs["j1"]["attempts"] == 1
-    assert jobs["j2"]["error"] == "unknown strategy"
+    assert store.get_batch("b1").complete
+    jobs = {j.job_id: j for j in store.list_jobs("b1")}
+    assert (jobs["j1"].status, jobs["j1"].attempts, jobs["j1"].best) == (
+        JobStatus.SUCCEEDED,
+        1,
+        {"sharpe": 1.0},
+    )
+    assert (jobs["j1"].symbols, jobs["j1"].duration_s, jobs["j1"].error) == (("X",), 1.5, None)
+    assert jobs["j2"].error == "unknown strategy" and jobs["j2"].result_key is None
     store.mark_running("b1", "j1", "w1")  # a late redelivery never reopens a finished job
-    assert {j["job_id"]: j for j in store.list_jobs("b1")}["j1"]["status"] == "SUCCEEDED"
+    assert {j.job_id: j for j in store.list_jobs("b1")}["j1"].status is JobStatus.SUCCEEDED
 
 
 def test_job_records_expire_by_ttl(stack: Stack) -> None:
     ttl = stack.clients.client("dynamodb").describe_time_to_live(TableName=stack.names.table)
     assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
     stack.store.create_batch(_batch(1))
-    stack.store.put_pending_jobs("b1", [{"job_id": "j1", "strategy": "S", "symbols": ["X"]}])
+    stack.store.put_pending_jobs("b1", _jobs("j1"))
     job = stack.store.list_jobs("b1")[0]
-    assert job["ttl"] > 0 and "ttl" not in stack.store.get_batch("b1")
+    assert job.expires_at is not None and job.expires_at > time.time() + 29 * 86400
+    item = stack.clients.client("dynamodb").get_item(
+        TableName=stack.names.table, Key={"PK": {"S": "BATCH#b1"}, "SK": {"S": "META"}}
+    )["Item"]
+    assert "ttl" not in item  # batch records do not expire
 
 
 def test_result_body_round_trips_through_s3_as_stored_bytes(stack: Stack) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from backtesting_modules.pipeline.names import StackNames
+from backtesting_modules.names import StackNames
 from opslib.deploy.iam import (
     bucket_policy_tls_only,
     collector_policy,

@@ -20,7 +20,7 @@ import pytest
 
 from backtesting_modules.jobs.planner import batch_id, plan_jobs
 from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
-from backtesting_modules.pipeline.names import bars_key
+from backtesting_modules.names import bars_key
 from opslib.batch.execute import execute_batch
 from opslib.history.compute import compute_comparison, compute_export_schema, compute_keyed
 from opslib.history.queries import History
@@ -80,7 +80,7 @@ def run_failing(local: LocalRuntime, spec: BatchSpec, batch: str, missing: str) 
     submitter.clients.client("s3").delete_object(Bucket=names.bucket, Key=bars_key(data_hash(spec), missing))
     submitter.send_in_waves(jobs, depth=4, on_tick=lambda: True)
     store = local.store()
-    assert wait_until(lambda: store.get_batch(batch)["status"] == "COMPLETE", timeout_s=120)
+    assert wait_until(lambda: store.get_batch(batch).complete, timeout_s=120)
 
 
 @pytest.fixture(scope="module")

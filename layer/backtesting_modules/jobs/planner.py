@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..pipeline.names import bars_key, result_key
+from ..names import bars_key, result_key
 from ..strategies import get_strategy
 from .spec import (
     BatchSpec,
@@ -50,7 +50,7 @@ PORTFOLIO_SYMBOL = "PORTFOLIO"
 _ID_CHARS = 16
 
 
-# Re-exported: every storage key is named in pipeline/names.py, the one module that owns names.
+# Re-exported: every storage key is named in backtesting_modules/names.py, the one module that owns names.
 __all__ = ["Job", "bars_key", "batch_id", "job_id", "plan_jobs", "result_key"]
 
 

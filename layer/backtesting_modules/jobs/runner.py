@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
@@ -45,11 +45,17 @@ Row = dict[str, Any]
 _HOUR_FIELDS = ("trades", "win_rate", "avg_return", "total_pnl", "profit_factor", "kelly_fraction")
 
 
-class JobStatus(Enum):
+class JobStatus(StrEnum):
+    """Where a job is: registered, running, or done either way (terminal)."""
+
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
 class JobFailed(JobError):

@@ -32,6 +32,8 @@ from ..metrics import METRIC_NAMES
 from ..strategies import Strategy, get_strategy, resolve_params
 
 DEFAULT_MAX_BACKTESTS = 2_000_000
+DEFAULT_RANKING_METRIC = "sharpe"  # what a batch ranks by unless `ranking.metric` says otherwise
+DEFAULT_TOP_N = 10  # rows a batch summary keeps unless `ranking.top` says otherwise
 DEFAULT_BARS_ESTIMATE = 8760  # files / s3 sources: one year of hourly bars unless `data.bars` says otherwise
 # Constraint checks run over this many cartesian combinations at a time (bounded memory for big grids).
 _COUNT_BLOCK = 1 << 20
@@ -121,8 +123,8 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Ranking:
-    metric: str = "sharpe"
-    top: int = 10
+    metric: str = DEFAULT_RANKING_METRIC
+    top: int = DEFAULT_TOP_N
 
 
 @dataclass(frozen=True)
@@ -530,14 +532,14 @@ def _failing_field(overrides: Mapping[str, Any]) -> str | None:
 def _ranking(raw: Any, path: str) -> Ranking:
     ranking = _mapping(raw, path, "a mapping {metric, top}")
     _check_keys(ranking, ("metric", "top"), path, ())
-    metric = _string(ranking.get("metric", "sharpe"), f"{path}.metric")
+    metric = _string(ranking.get("metric", DEFAULT_RANKING_METRIC), f"{path}.metric")
     if metric not in METRIC_NAMES:
         raise _FieldError(
             f"{path}.metric",
             f"unknown metric {metric!r}.{did_you_mean(metric, METRIC_NAMES)} "
             f"Metrics: {', '.join(METRIC_NAMES)}.",
         )
-    return Ranking(metric, _positive_int(ranking.get("top", 10), f"{path}.top"))
+    return Ranking(metric, _positive_int(ranking.get("top", DEFAULT_TOP_N), f"{path}.top"))
 
 
 def _limits(raw: Any, path: str) -> int:

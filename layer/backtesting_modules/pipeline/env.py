@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..jobs.messages import DEFAULT_INLINE_LIMIT
+from ..names import METRIC_NAMESPACE
 from .errors import HandlerEnvError
-from .names import METRIC_NAMESPACE
 
 TABLE_NAME = "TABLE_NAME"
 BUCKET_NAME = "BUCKET_NAME"

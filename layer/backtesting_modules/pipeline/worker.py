@@ -27,11 +27,11 @@ from ..jobs.messages import MessageError, decode_job, encode_failure, encode_res
 from ..jobs.planner import Job
 from ..jobs.runner import is_retryable, run_job
 from ..metrics import HIGHER_IS_BETTER
+from ..names import digest_key
 from .clients import ClientFactory
 from .digest import compute_digest
 from .env import HandlerEnv
 from .errors import StoreError
-from .names import digest_key
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Worker:
         if batch_id not in self._top_n:
             if len(self._top_n) >= BATCH_CACHE_SIZE:
                 self._top_n.clear()
-            self._top_n[batch_id] = int(self.store.get_batch(batch_id).get("top_n", 20))
+            self._top_n[batch_id] = self.store.get_batch(batch_id).top_n
         return self._top_n[batch_id]
 
     def _load_bars(self, key: str) -> pd.DataFrame:

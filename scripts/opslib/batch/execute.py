@@ -12,8 +12,7 @@ from typing import Any
 
 from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs
 from backtesting_modules.jobs.spec import BatchSpec
-from backtesting_modules.pipeline.errors import MissingObjectError
-from backtesting_modules.pipeline.store import Store
+from backtesting_modules.pipeline.records import BatchRecord
 
 from ..errors import BatchIncompleteError
 from .submitter import Submitter, largest_first
@@ -24,7 +23,7 @@ class BatchOutcome:
     batch_id: str
     jobs: list[Job]
     bars: int  # bars per symbol the jobs were planned on
-    record: dict[str, Any]
+    record: BatchRecord
     summary: dict[str, Any]
     elapsed_s: float
 
@@ -59,7 +58,7 @@ def execute_batch(
     depth: int,
     timeout_s: float,
     alive: Callable[[], bool] = lambda: True,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[BatchRecord], None] | None = None,
     target_seconds: float = DEFAULT_TARGET_SECONDS,
 ) -> BatchOutcome:
     """Upload bars, register the batch and its jobs, send the pending jobs in waves of at most `depth`
@@ -82,33 +81,22 @@ def execute_batch(
         return time.monotonic() < deadline
 
     record = store.get_batch(batch_id)
-    if record["status"] != "COMPLETE":
+    if not record.complete:
         pending = jobs if created else submitter.pending(batch_id, jobs)  # a new batch has no outcomes yet
         submitter.send_in_waves(largest_first(pending), depth=depth, on_tick=tick, poll_s=0.5)
         record = store.get_batch(batch_id)
-        while record["status"] != "COMPLETE" and time.monotonic() < deadline:
+        while not record.complete and time.monotonic() < deadline:
             _require_alive(alive, batch_id)
-            done = int(record["succeeded"]) + int(record["failed"])
-            time.sleep(poll_interval(done, int(record["total_jobs"]), time.monotonic() - started))
+            time.sleep(poll_interval(record.done, record.total_jobs, time.monotonic() - started))
             record = store.get_batch(batch_id)
-            if on_progress is not None and record["status"] != "COMPLETE":
+            if on_progress is not None and not record.complete:
                 on_progress(record)
-    if record["status"] != "COMPLETE":
+    if not record.complete:
         raise BatchIncompleteError(
             f"batch {batch_id} did not complete in {timeout_s:.0f} s; finish it with --resume {batch_id}.",
             batch_id,
         )
     if on_progress is not None:
         on_progress(record)
-    summary = fetch_summary(store, record)
+    summary = store.get_summary(record)
     return BatchOutcome(batch_id, jobs, n_bars, record, summary, time.monotonic() - started)
-
-
-def fetch_summary(store: Store, batch: dict[str, Any]) -> dict[str, Any]:
-    key = batch.get("summary_key")
-    if not key:
-        raise MissingObjectError(
-            f"batch {batch['batch_id']} has no summary yet (status {batch.get('status')})"
-        )
-    summary: dict[str, Any] = store.get_json(str(key))
-    return summary

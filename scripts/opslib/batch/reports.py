@@ -12,17 +12,17 @@ from typing import Any
 import pandas as pd
 
 from backtesting_modules.metrics import HIGHER_IS_BETTER
+from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import render_batch
 
 
-def progress_line(batch: dict[str, Any], started: float) -> str:
-    total = int(batch["total_jobs"])
-    done = int(batch["succeeded"]) + int(batch["failed"])
+def progress_line(batch: BatchRecord, started: float) -> str:
+    total, done = batch.total_jobs, batch.done
     width = 30
     filled = int(width * done / total) if total else width
     return (
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} jobs, {int(batch['failed'])} failed, "
-        f"{int(batch['backtests']):,} backtests, {time.monotonic() - started:5.1f} s"
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} jobs, {batch.failed} failed, "
+        f"{batch.backtests:,} backtests, {time.monotonic() - started:5.1f} s"
     )
 
 

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from backtesting_modules.jobs.messages import encode_job
 from backtesting_modules.jobs.planner import Job, bars_key
 from backtesting_modules.jobs.spec import BatchSpec, Priority, data_hash, spec_hash
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames
-from backtesting_modules.pipeline.store import Store, StoreError, now_iso
+from backtesting_modules.pipeline.errors import StoreError
+from backtesting_modules.pipeline.records import BatchRecord, JobRecord
+from backtesting_modules.pipeline.store import Store, now_iso
 
 from .bars import load_symbol_bars
 
@@ -38,29 +40,28 @@ class Submitter:
         return min(len(frame) for frame in frames.values())
 
     def register(self, spec: BatchSpec, batch_id: str, jobs: list[Job]) -> bool:
+        """Write the batch record and its jobs' PENDING records; False when the batch existed (a resume:
+        nothing of it is overwritten)."""
         created = self.store.create_batch(
-            {
-                "batch_id": batch_id,
-                "name": spec.name,
-                "created_at": now_iso(),
-                "total_jobs": len(jobs),
-                "spec": json.dumps(spec.to_dict()),
-                "spec_hash": spec_hash(spec),
-                "ranking_metric": spec.ranking.metric,
-                "top_n": spec.ranking.top,
-                "planned_backtests": sum(_job_size(j) for j in jobs),
-            }
+            BatchRecord(
+                batch_id=batch_id,
+                name=spec.name,
+                created_at=now_iso(),
+                total_jobs=len(jobs),
+                spec=json.dumps(spec.to_dict()),
+                spec_hash=spec_hash(spec),
+                ranking_metric=spec.ranking.metric,
+                top_n=spec.ranking.top,
+                planned_backtests=sum(_job_size(j) for j in jobs),
+            )
         )
-        self.store.put_pending_jobs(
-            batch_id, [{"job_id": j.job_id, "strategy": j.strategy, "symbols": list(j.symbols)} for j in jobs]
-        )
+        records = [JobRecord(j.job_id, strategy=j.strategy, symbols=tuple(j.symbols)) for j in jobs]
+        self.store.put_pending_jobs(batch_id, records)
         return created
 
     def pending(self, batch_id: str, jobs: list[Job]) -> list[Job]:
         """Jobs without a terminal outcome (what a resume submits again)."""
-        done = {
-            j["job_id"] for j in self.store.list_jobs(batch_id) if j.get("status") in ("SUCCEEDED", "FAILED")
-        }
+        done = {j.job_id for j in self.store.jobs(batch_id, attributes=("job_id", "status")) if j.terminal}
         return [j for j in jobs if j.job_id not in done]
 
     def queue_for(self, job: Job) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from backtesting_modules.pipeline.names import BATCH_INDEX, StackNames
+from backtesting_modules.names import BATCH_INDEX, StackNames
 
 VERSION = "2012-10-17"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"

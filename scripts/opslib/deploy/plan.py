@@ -14,8 +14,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames
 
 from ..stack import StackConfig
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from backtesting_modules.pipeline import names as keys
-from backtesting_modules.pipeline.names import StackNames
+from backtesting_modules import names as keys
+from backtesting_modules.names import StackNames
 
 from ..stack import StackConfig
 
@@ -29,21 +29,21 @@ def table_definition(names: StackNames) -> dict[str, Any]:
         "TableName": names.table,
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-            {"AttributeName": "GSI1PK", "AttributeType": "S"},
-            {"AttributeName": "GSI1SK", "AttributeType": "S"},
+            {"AttributeName": keys.TABLE_HASH, "AttributeType": "S"},
+            {"AttributeName": keys.TABLE_RANGE, "AttributeType": "S"},
+            {"AttributeName": keys.BATCH_INDEX_HASH, "AttributeType": "S"},
+            {"AttributeName": keys.BATCH_INDEX_RANGE, "AttributeType": "S"},
         ],
         "KeySchema": [
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
+            {"AttributeName": keys.TABLE_HASH, "KeyType": "HASH"},
+            {"AttributeName": keys.TABLE_RANGE, "KeyType": "RANGE"},
         ],
         "GlobalSecondaryIndexes": [
             {
                 "IndexName": keys.BATCH_INDEX,
                 "KeySchema": [
-                    {"AttributeName": "GSI1PK", "KeyType": "HASH"},
-                    {"AttributeName": "GSI1SK", "KeyType": "RANGE"},
+                    {"AttributeName": keys.BATCH_INDEX_HASH, "KeyType": "HASH"},
+                    {"AttributeName": keys.BATCH_INDEX_RANGE, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }

@@ -14,15 +14,17 @@ import numpy as np
 import pandas as pd
 
 from backtesting_modules.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from backtesting_modules.pipeline.records import BatchRecord
 
 KEY_COLUMNS = ("job_id", "strategy", "symbol", "extras")
 
 
-def compute_duration(record: Mapping[str, Any]) -> float | None:
-    if not record.get("finished_at") or not record.get("created_at"):
+def compute_duration(record: BatchRecord) -> float | None:
+    """Seconds from a batch's creation to its completion (None while it runs)."""
+    if not record.finished_at or not record.created_at:
         return None
-    finished = datetime.fromisoformat(str(record["finished_at"]))
-    return (finished - datetime.fromisoformat(str(record["created_at"]))).total_seconds()
+    finished = datetime.fromisoformat(record.finished_at)
+    return (finished - datetime.fromisoformat(record.created_at)).total_seconds()
 
 
 def compute_best(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -263,14 +265,6 @@ def _merge_type(known: str | None, value: Any) -> str:
 # --- JSON documents of the queries -----------------------------------------------------------------------
 
 
-def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A batch record without its key attributes, its spec as JSON."""
-    out = {k: v for k, v in record.items() if k not in {"PK", "SK", "GSI1PK", "GSI1SK"}}
-    if isinstance(out.get("spec"), str):
-        out["spec"] = json.loads(out["spec"])
-    return out
-
-
 def compute_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Ranked rows as documents: rank, job_id, strategy, symbol, params, metrics (NaN as None)."""
     params = param_columns(frame)
@@ -314,12 +308,11 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def compute_comparison_json(
-    a: Mapping[str, Any], b: Mapping[str, Any], comparison: Comparison, n: int
-) -> dict[str, Any]:
-    def side(record: Mapping[str, Any]) -> dict[str, Any]:
+def compute_comparison_json(a: BatchRecord, b: BatchRecord, comparison: Comparison, n: int) -> dict[str, Any]:
+    def side(record: BatchRecord) -> dict[str, Any]:
         keys = ("batch_id", "name", "created_at", "status", "backtests", "failed", "ranking_metric")
-        return {k: record.get(k) for k in keys}
+        document = record.to_json()
+        return {k: document[k] for k in keys}
 
     return {
         "a": side(a),

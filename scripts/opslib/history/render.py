@@ -10,6 +10,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from backtesting_modules.metrics import METRIC_NAMES
+from backtesting_modules.pipeline.records import BatchRecord, JobRecord
 from backtesting_modules.reports import format_value
 
 from ..batch.reports import render_report as render_batch_report
@@ -17,9 +18,7 @@ from .compute import Comparison, compute_duration, format_param
 from .queries import BatchEntry
 
 
-def report_conditions(
-    summary: Mapping[str, Any], record: Mapping[str, Any], target: str
-) -> list[tuple[str, str]]:
+def report_conditions(summary: Mapping[str, Any], record: BatchRecord, target: str) -> list[tuple[str, str]]:
     """The run's conditions a stored batch still knows (its spec, counts, creation time and duration)."""
     spec = summary.get("spec") or {}
     data = spec.get("data") or {}
@@ -27,7 +26,7 @@ def report_conditions(
         ("target", target),
         ("data", f"{data.get('source')} ({', '.join(spec.get('symbols', []))}, {data.get('timeframe')})"),
         ("jobs", f"{summary['jobs']['succeeded']} succeeded, {summary['jobs']['failed']} failed"),
-        ("created", str(record.get("created_at", ""))),
+        ("created", record.created_at),
         ("duration", render_duration(compute_duration(record))),
     ]
 
@@ -67,23 +66,23 @@ def render_best(best: Mapping[str, Any] | None, metric: str) -> str:
     return f"{metric} {value}: {best['strategy']} {best['symbol']} {params}".rstrip()
 
 
-def render_report(summary: Mapping[str, Any], record: Mapping[str, Any], target: str) -> str:
+def render_report(summary: Mapping[str, Any], record: BatchRecord, target: str) -> str:
     """The batch report run_batch.py writes, with the conditions a stored batch still knows."""
     return render_batch_report(dict(summary), report_conditions(summary, record, target))
 
 
-def render_failures(record: Mapping[str, Any], failures: Sequence[Mapping[str, Any]]) -> str:
-    title = f"# Failed jobs of batch {record['batch_id']} ({record.get('name')})"
+def render_failures(record: BatchRecord, failures: Sequence[JobRecord]) -> str:
+    title = f"# Failed jobs of batch {record.batch_id} ({record.name})"
     if not failures:
-        return f"{title}\n\nNone: {record.get('succeeded')} of {record.get('total_jobs')} jobs succeeded."
+        return f"{title}\n\nNone: {record.succeeded} of {record.total_jobs} jobs succeeded."
     rows = [
         [
-            f["job_id"],
-            f.get("strategy", "–"),
-            f.get("symbols", "–"),
-            f.get("attempts", "–"),
-            str(f.get("finished_at", ""))[:19].replace("T", " "),
-            str(f.get("error", "")).replace("\n", " ")[:300],
+            f.job_id,
+            f.strategy or "–",
+            ",".join(f.symbols) or "–",
+            f.attempts,
+            (f.finished_at or "")[:19].replace("T", " "),
+            (f.error or "").replace("\n", " ")[:300],
         ]
         for f in failures
     ]
@@ -93,11 +92,11 @@ def render_failures(record: Mapping[str, Any], failures: Sequence[Mapping[str, A
         tablefmt="github",
         disable_numparse=True,
     )
-    return f"{title}\n\n{len(failures)} of {record.get('total_jobs')} jobs failed.\n\n{table}"
+    return f"{title}\n\n{len(failures)} of {record.total_jobs} jobs failed.\n\n{table}"
 
 
 def render_top(
-    record: Mapping[str, Any],
+    record: BatchRecord,
     rows: Sequence[Mapping[str, Any]],
     metric: str,
     higher: bool,
@@ -106,11 +105,11 @@ def render_top(
     symbol: str | None = None,
 ) -> str:
     where = "".join(f", {k} {v}" for k, v in (("strategy", strategy), ("symbol", symbol)) if v)
-    if record.get("status") != "COMPLETE":
-        where += f", RUNNING: {record.get('succeeded')} of {record.get('total_jobs')} jobs so far"
-    backtests = int(record.get("backtests", 0))
+    if not record.complete:
+        where += f", RUNNING: {record.succeeded} of {record.total_jobs} jobs so far"
+    backtests = record.backtests
     title = (
-        f"Top {len(rows)} of batch {record['batch_id']} ({record.get('name')}, {backtests:,} backtests"
+        f"Top {len(rows)} of batch {record.batch_id} ({record.name}, {backtests:,} backtests"
         f"{where}) by {metric}, {'higher' if higher else 'lower'} is better:"
     )
     if not rows:
@@ -131,20 +130,20 @@ def render_top(
     return f"{title}\n\n" + tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def render_comparison(a: Mapping[str, Any], b: Mapping[str, Any], comparison: Comparison, n: int) -> str:
+def render_comparison(a: BatchRecord, b: BatchRecord, comparison: Comparison, n: int) -> str:
     """Markdown for a PR comment: the two batches, counts, the top rows side by side with their moves
     (and how many rows changed rank), the largest changes, and the best added and removed rows."""
     metric, counts = comparison.metric, comparison.counts()
     facts: list[list[Any]] = [
-        ["batch", f"`{a['batch_id']}`", f"`{b['batch_id']}`"],
-        ["name", a.get("name"), b.get("name")],
-        ["created (UTC)", str(a.get("created_at", ""))[:19], str(b.get("created_at", ""))[:19]],
-        ["backtests", f"{int(a.get('backtests', 0)):,}", f"{int(b.get('backtests', 0)):,}"],
-        ["status", a.get("status"), b.get("status")],
-        ["failed jobs", a.get("failed"), b.get("failed")],
+        ["batch", f"`{a.batch_id}`", f"`{b.batch_id}`"],
+        ["name", a.name, b.name],
+        ["created (UTC)", a.created_at[:19], b.created_at[:19]],
+        ["backtests", f"{a.backtests:,}", f"{b.backtests:,}"],
+        ["status", a.status, b.status],
+        ["failed jobs", a.failed, b.failed],
     ]
     parts = [
-        f"## Batch comparison: {a.get('name')} → {b.get('name')}",
+        f"## Batch comparison: {a.name} → {b.name}",
         tabulate(facts, headers=["", "A", "B"], tablefmt="github", disable_numparse=True),
         f"Rows matched by strategy, symbol and parameters, compared on **{metric}** "
         f"({'higher' if comparison.higher else 'lower'} is better): **{counts['changed']:,} changed**, "

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames
 
 from ..errors import LocalSetupError
 from .emulator import LOCAL_CREDENTIALS

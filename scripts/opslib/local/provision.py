@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames
 
 from ..deploy.plan import DeployContext, apply_plan
 from ..deploy.queues import plan_queues

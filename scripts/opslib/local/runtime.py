@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.names import StackNames
 from backtesting_modules.pipeline.store import Store
 
 from ..batch.submitter import Submitter

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.env import HandlerEnv
-from backtesting_modules.pipeline.names import StackNames
 from backtesting_modules.pipeline.store import Store
 
 from ..stack import StackConfig, load_stack

@@ -75,8 +75,11 @@ class StackNames:
 
 # --- DynamoDB item keys (single table: a batch and its jobs share a partition) ---------------------------
 
+TABLE_HASH, TABLE_RANGE = "PK", "SK"  # the table's key attributes
 BATCH_INDEX = "batches-by-created"  # GSI: every batch under one key, sorted by creation time
+BATCH_INDEX_HASH, BATCH_INDEX_RANGE = "GSI1PK", "GSI1SK"  # its key attributes (range: created_at)
 BATCH_INDEX_PK = "BATCHES"
+JOB_SK_PREFIX = "JOB#"
 
 
 def batch_pk(batch_id: str) -> str:
@@ -87,7 +90,7 @@ BATCH_SK = "META"
 
 
 def job_sk(job_id: str) -> str:
-    return f"JOB#{job_id}"
+    return f"{JOB_SK_PREFIX}{job_id}"
 
 
 # --- S3 keys ---------------------------------------------------------------------------------------------
