@@ -23,7 +23,11 @@ def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcri
     settings: SimSettings,
     entry_mask: np.ndarray | None = None,
 ) -> TradeArrays:
-    """Trades of one combination (`entries`, `exits` are 1-D boolean arrays)."""
+    """Trades of one combination (`entries`, `exits` are 1-D boolean arrays).
+
+    It is one function on purpose: the independent cross-check is written out plainly, every rule in the order
+    a bar applies it, so it can be read against the rules line by line without following helpers.
+    """
     n = len(bars)
     f = settings.cost_rate
     next_open = settings.fill_next_open

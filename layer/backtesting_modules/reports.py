@@ -311,55 +311,75 @@ def render_batch(
         f"ranked by **{rank}** ({'higher' if higher_is_better else 'lower'} is better)."
     )
     if not results.empty:
-        ranked = results.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
-        metrics = [m for m in _HEADLINE if m in results.columns and m != rank]
-        table = [
-            [
-                row["strategy"],
-                row["symbol"],
-                _params_text(row["params"]),
-                format_value(rank, row[rank]),
-                *[format_value(m, row[m]) for m in metrics[:6]],
-            ]
-            for _, row in ranked.iterrows()
-        ]
-        parts += [
-            f"## Top {len(ranked)} by {rank}",
-            tabulate(
-                table,
-                headers=["strategy", "symbol", "parameters", rank, *metrics[:6]],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-        ]
-        for key in ("strategy", "symbol"):
-            table_text = (
-                _aggregate_table(aggregates[key], key, rank)
-                if aggregates and key in aggregates
-                else _aggregate(results, key, rank, higher_is_better)
-            )
-            parts += [f"## By {key}", table_text]
+        parts += _batch_top(results, rank, top, higher_is_better)
+        parts += _batch_aggregates(results, rank, higher_is_better, aggregates)
     if failures:
-        rows = [
-            [
-                f.get("job_id", "–"),
-                f.get("strategy", "–"),
-                f.get("symbol", "–"),
-                f.get("attempts", "–"),
-                str(f.get("error", "")).replace("\n", " ")[:300],
-            ]
-            for f in failures
-        ]
-        parts += [
-            "## Failed jobs",
-            tabulate(
-                rows,
-                headers=["job", "strategy", "symbol", "attempts", "error"],
-                tablefmt="github",
-                disable_numparse=True,
-            ),
-        ]
+        parts += ["## Failed jobs", _failures_table(failures)]
     return "\n\n".join(parts) + "\n"
+
+
+def _batch_top(results: pd.DataFrame, rank: str, top: int, higher_is_better: bool) -> list[str]:
+    """The top `top` backtests by `rank` with six headline metrics: heading and table."""
+    ranked = results.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
+    metrics = [m for m in _HEADLINE if m in results.columns and m != rank]
+    table = [
+        [
+            row["strategy"],
+            row["symbol"],
+            _params_text(row["params"]),
+            format_value(rank, row[rank]),
+            *[format_value(m, row[m]) for m in metrics[:6]],
+        ]
+        for _, row in ranked.iterrows()
+    ]
+    return [
+        f"## Top {len(ranked)} by {rank}",
+        tabulate(
+            table,
+            headers=["strategy", "symbol", "parameters", rank, *metrics[:6]],
+            tablefmt="github",
+            disable_numparse=True,
+        ),
+    ]
+
+
+def _batch_aggregates(
+    results: pd.DataFrame,
+    rank: str,
+    higher_is_better: bool,
+    aggregates: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+) -> list[str]:
+    """A heading and table per strategy and per symbol: the precomputed `aggregates` if given, else from
+    `results`."""
+    parts = []
+    for key in ("strategy", "symbol"):
+        table_text = (
+            _aggregate_table(aggregates[key], key, rank)
+            if aggregates and key in aggregates
+            else _aggregate(results, key, rank, higher_is_better)
+        )
+        parts += [f"## By {key}", table_text]
+    return parts
+
+
+def _failures_table(failures: Sequence[Mapping[str, Any]]) -> str:
+    """Every failed job with its attempts and the first 300 characters of its error, on one line."""
+    rows = [
+        [
+            f.get("job_id", "–"),
+            f.get("strategy", "–"),
+            f.get("symbol", "–"),
+            f.get("attempts", "–"),
+            str(f.get("error", "")).replace("\n", " ")[:300],
+        ]
+        for f in failures
+    ]
+    return tabulate(
+        rows,
+        headers=["job", "strategy", "symbol", "attempts", "error"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 def _aggregate(results: pd.DataFrame, key: str, rank: str, higher_is_better: bool) -> str:

@@ -220,7 +220,6 @@ def simulate_indexed(
     """
     n = len(bars)
     opens, closes = bars.open, bars.close
-    f = settings.cost_rate
     shift = 1 if settings.fill_next_open else 0
 
     cash = np.full(m, settings.initial_cash)
@@ -247,37 +246,47 @@ def simulate_indexed(
         exit_bar, exit_price, reason = _vector_exit(
             bars, exit_index, settings, active, entry_bar, entry_price
         )
-
-        budget = _position_budget(settings, cash, active, kelly)
-        tradable = budget > 0
-        size = units_for_budget(budget, entry_price, f)
-        proceeds = sale_proceeds(size, exit_price, f)
-        pnl = proceeds - budget
-        returns = np.divide(pnl, budget, out=np.zeros_like(pnl), where=tradable)
-        fees = fees_paid(size, entry_price, exit_price, f)
-        rows = np.flatnonzero(tradable)
-        parts.append(
-            (
-                active[rows],
-                entry_bar[rows],
-                exit_bar[rows],
-                entry_price[rows],
-                exit_price[rows],
-                size[rows],
-                fees[rows],
-                pnl[rows],
-                returns[rows],
-                reason[rows],
-            )
+        trades, tradable = _settle(
+            settings, cash, kelly, active, entry_bar, exit_bar, entry_price, exit_price, reason
         )
-        cash[active] += pnl
-        kelly.update(active[rows], returns[rows])
+        parts.append(trades)
         search_from[active] = exit_bar
         # END_OF_DATA ends a combination; so does a budget of zero (nothing left to trade with).
         still = tradable & (reason != ExitReason.END_OF_DATA)
         active = active[still]
 
     return SimOutput(trades=_collect_trades(parts))
+
+
+def _settle(
+    settings: SimSettings,
+    cash: np.ndarray,
+    kelly: KellyState,
+    active: np.ndarray,
+    entry_bar: np.ndarray,
+    exit_bar: np.ndarray,
+    entry_price: np.ndarray,
+    exit_price: np.ndarray,
+    reason: np.ndarray,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Size and book one trade per active combination, whose fills are known; updates `cash` and `kelly`.
+
+    Returns the trades made (combination, then the `TRADE_COLUMNS`) and which combinations could afford one
+    (a budget of zero trades nothing).
+    """
+    f = settings.cost_rate
+    budget = _position_budget(settings, cash, active, kelly)
+    tradable = budget > 0
+    size = units_for_budget(budget, entry_price, f)
+    proceeds = sale_proceeds(size, exit_price, f)
+    pnl = proceeds - budget
+    returns = np.divide(pnl, budget, out=np.zeros_like(pnl), where=tradable)
+    fees = fees_paid(size, entry_price, exit_price, f)
+    rows = np.flatnonzero(tradable)
+    cash[active] += pnl
+    kelly.update(active[rows], returns[rows])
+    columns = (active, entry_bar, exit_bar, entry_price, exit_price, size, fees, pnl, returns, reason)
+    return tuple(col[rows] for col in columns), tradable
 
 
 def _collect_trades(parts: list[tuple[np.ndarray, ...]]) -> TradeArrays:

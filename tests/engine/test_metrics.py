@@ -290,7 +290,7 @@ def test_matches_brute_force_references(
     sigmas=0 makes the sampled VaR bracket too narrow for many columns: the exact fallback must agree.
     """
     if sigmas is not None:
-        monkeypatch.setattr("backtesting_modules.metrics._TAIL_SIGMAS", sigmas)
+        monkeypatch.setattr("backtesting_modules.metrics_var._TAIL_SIGMAS", sigmas)
     equity = random_equity(n, m, seed=n + m)
     equity[:, 0] = 1000.0  # flat: all-zero returns
     equity[:, 1] = random_equity(n, 1, seed=3, flat=0.96)[:, 0]  # 5th percentile inside a run of zeros
