@@ -173,28 +173,49 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
     client = ctx.clients.client("lambda")
     package = function_zip(key)
     desired = desired_configuration(ctx, spec, layer_arn)
-    # The function runs the layer's native code, so it takes the layer's architecture.
-    architecture = [ctx.config.layer.architecture]
     try:
         current = client.get_function(FunctionName=spec.name)["Configuration"]
     except ClientError as exc:
         if "ResourceNotFound" not in str(exc.response.get("Error", {}).get("Code", "")):
             raise
-        create = Call(
-            "lambda",
-            "create_function",
-            {**desired, "Code": {"ZipFile": package}, "Architectures": architecture, "Publish": False},
-            waiter=("function_active_v2", {"FunctionName": spec.name}),
-        )
-        publish, alias = _publish_calls(spec, git_sha, alias_exists=False, index=1)
-        change = Change(
-            "create",
-            f"function {spec.name}",
-            f"create, publish {git_sha[:12]}, alias {ALIAS}",
-            (create, publish, alias),
-        )
-        return Plan(key, (change, *_plan_concurrency(ctx, spec, None), *_plan_mappings(ctx, spec)))
-    changes: list[Change] = []
+        return _plan_create(ctx, key, spec, package, desired, git_sha)
+    changes = _plan_update(ctx, spec, current, package, desired, git_sha)
+    reserved = client.get_function_concurrency(FunctionName=spec.name).get("ReservedConcurrentExecutions")
+    return Plan(key, (*changes, *_plan_concurrency(ctx, spec, reserved), *_plan_mappings(ctx, spec)))
+
+
+def _plan_create(
+    ctx: DeployContext, key: str, spec: FunctionSpec, package: bytes, desired: dict[str, Any], git_sha: str
+) -> Plan:
+    """A new function: create it, publish version 1 and create the alias; then concurrency and mappings."""
+    # The function runs the layer's native code, so it takes the layer's architecture.
+    architecture = [ctx.config.layer.architecture]
+    create = Call(
+        "lambda",
+        "create_function",
+        {**desired, "Code": {"ZipFile": package}, "Architectures": architecture, "Publish": False},
+        waiter=("function_active_v2", {"FunctionName": spec.name}),
+    )
+    publish, alias = _publish_calls(spec, git_sha, alias_exists=False, index=1)
+    change = Change(
+        "create",
+        f"function {spec.name}",
+        f"create, publish {git_sha[:12]}, alias {ALIAS}",
+        (create, publish, alias),
+    )
+    return Plan(key, (change, *_plan_concurrency(ctx, spec, None), *_plan_mappings(ctx, spec)))
+
+
+def _plan_update(
+    ctx: DeployContext,
+    spec: FunctionSpec,
+    current: Mapping[str, Any],
+    package: bytes,
+    desired: dict[str, Any],
+    git_sha: str,
+) -> list[Change]:
+    """An existing function: update its code and/or configuration where they differ, then publish a version
+    and move the alias to it (no change when both are as desired)."""
     steps: list[Call] = []
     diff: dict[str, tuple[Any, Any]] = {}
     if current.get("CodeSha256") != code_sha256(package):
@@ -218,20 +239,19 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
                 waiter=("function_updated_v2", {"FunctionName": spec.name}),
             )
         )
-    if steps:
-        alias_exists = _alias_version(ctx, spec) is not None
-        publish, move = _publish_calls(spec, git_sha, alias_exists=alias_exists, index=len(steps))
-        changes.append(
-            Change(
-                "update",
-                f"function {spec.name}",
-                f"update {', '.join(sorted(diff))}; publish {git_sha[:12]}; move {ALIAS}",
-                (*steps, publish, move),
-                diff,
-            )
+    if not steps:
+        return []
+    alias_exists = _alias_version(ctx, spec) is not None
+    publish, move = _publish_calls(spec, git_sha, alias_exists=alias_exists, index=len(steps))
+    return [
+        Change(
+            "update",
+            f"function {spec.name}",
+            f"update {', '.join(sorted(diff))}; publish {git_sha[:12]}; move {ALIAS}",
+            (*steps, publish, move),
+            diff,
         )
-    reserved = client.get_function_concurrency(FunctionName=spec.name).get("ReservedConcurrentExecutions")
-    return Plan(key, (*changes, *_plan_concurrency(ctx, spec, reserved), *_plan_mappings(ctx, spec)))
+    ]
 
 
 def _plan_concurrency(ctx: DeployContext, spec: FunctionSpec, current: int | None) -> list[Change]:

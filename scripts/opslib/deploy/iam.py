@@ -269,167 +269,205 @@ def github_deploy_policy(
     if not stacks:
         raise ValueError("github_deploy_policy needs at least one stack")
     account = _account(account_id)
-    queues = [queue_arn(region, account, q) for n in stacks for q in n.queues]
-    tables = [table_arn(region, account, n.table) for n in stacks]
-    buckets = [bucket_arn(n.bucket) for n in stacks]
+    return _policy(
+        [
+            *_deploy_queue_and_table_statements(stacks, region, account),
+            *_deploy_bucket_statements(stacks),
+            *_deploy_role_statements(stacks, account),
+            *_deploy_function_statements(stacks, region, account),
+            *_deploy_mapping_statements(stacks, region, account),
+            *_deploy_monitoring_statements(stacks, region, account),
+        ]
+    )
+
+
+def _our_function_arns(stacks: Sequence[StackNames], region: str, account: str) -> list[str]:
+    """The stacks' functions, then their versions and aliases (`live`): `function:<name>:<qualifier>`."""
     functions = [
         function_arn(region, account, f) for n in stacks for f in (n.worker_function, n.collector_function)
     ]
-    # Versions and aliases (`live`) of our functions: `function:<name>:<qualifier>`.
-    qualified = [f"{arn}:*" for arn in functions]
-    layers = [layer_arn(region, account, n.layer) for n in stacks]
-    layer_versions = [f"{arn}:*" for arn in layers]
+    return functions + [f"{arn}:*" for arn in functions]
+
+
+def _deploy_queue_and_table_statements(
+    stacks: Sequence[StackNames], region: str, account: str
+) -> list[Statement]:
+    return [
+        _statement(
+            "Queues",
+            [
+                "sqs:CreateQueue",
+                "sqs:DeleteQueue",
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+                "sqs:ListQueueTags",
+                "sqs:SetQueueAttributes",
+                "sqs:TagQueue",
+                "sqs:UntagQueue",
+            ],
+            [queue_arn(region, account, q) for n in stacks for q in n.queues],
+        ),
+        _statement(
+            "Table",
+            [
+                "dynamodb:CreateTable",
+                "dynamodb:DeleteTable",
+                "dynamodb:DescribeContinuousBackups",
+                "dynamodb:DescribeTable",
+                "dynamodb:DescribeTimeToLive",
+                "dynamodb:ListTagsOfResource",
+                "dynamodb:TagResource",
+                "dynamodb:UpdateContinuousBackups",
+                "dynamodb:UpdateTable",
+                "dynamodb:UpdateTimeToLive",
+            ],
+            [table_arn(region, account, n.table) for n in stacks],
+        ),
+    ]
+
+
+def _deploy_bucket_statements(stacks: Sequence[StackNames]) -> list[Statement]:
+    return [
+        _statement(
+            "Bucket",
+            [
+                "s3:CreateBucket",
+                "s3:DeleteBucket",
+                "s3:DeleteBucketPolicy",
+                "s3:GetBucketPolicy",
+                "s3:GetBucketPublicAccessBlock",
+                "s3:GetBucketTagging",
+                "s3:GetEncryptionConfiguration",
+                "s3:GetLifecycleConfiguration",
+                "s3:ListBucket",
+                "s3:PutBucketPolicy",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutBucketTagging",
+                "s3:PutEncryptionConfiguration",
+                "s3:PutLifecycleConfiguration",
+            ],
+            [bucket_arn(n.bucket) for n in stacks],
+        ),
+        _statement(
+            "LayerUploads",
+            ["s3:GetObject", "s3:PutObject"],
+            [objects_arn(n.bucket, "layers/") for n in stacks],
+        ),
+        # Only `teardown.py --delete-data` uses it, to empty the bucket before deleting it.
+        _statement("TeardownEmptyBucket", ["s3:DeleteObject"], [objects_arn(n.bucket) for n in stacks]),
+    ]
+
+
+def _deploy_role_statements(stacks: Sequence[StackNames], account: str) -> list[Statement]:
     roles = [role_arn(account, n.role(f)) for n in stacks for f in (n.worker_function, n.collector_function)]
+    return [
+        _statement(
+            "FunctionRoles",
+            [
+                "iam:CreateRole",
+                "iam:DeleteRole",
+                "iam:DeleteRolePolicy",
+                "iam:GetRole",
+                "iam:GetRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:PutRolePolicy",
+                "iam:TagRole",
+                "iam:UpdateAssumeRolePolicy",
+            ],
+            roles,
+        ),
+        _statement(
+            "PassFunctionRolesToLambdaOnly",
+            ["iam:PassRole"],
+            roles,
+            {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
+        ),
+    ]
+
+
+def _deploy_function_statements(stacks: Sequence[StackNames], region: str, account: str) -> list[Statement]:
+    layers = [layer_arn(region, account, n.layer) for n in stacks]
+    return [
+        _statement(
+            "Functions",
+            [
+                "lambda:CreateAlias",
+                "lambda:CreateFunction",
+                "lambda:DeleteFunction",
+                "lambda:DeleteFunctionConcurrency",
+                "lambda:GetAlias",
+                "lambda:GetFunction",
+                "lambda:GetFunctionConfiguration",
+                "lambda:ListTags",
+                "lambda:ListVersionsByFunction",
+                "lambda:PublishVersion",
+                "lambda:PutFunctionConcurrency",
+                "lambda:TagResource",
+                "lambda:UpdateAlias",
+                "lambda:UpdateFunctionCode",
+                "lambda:UpdateFunctionConfiguration",
+            ],
+            _our_function_arns(stacks, region, account),
+        ),
+        _statement("PublishLayer", ["lambda:PublishLayerVersion"], layers),
+        _statement(
+            "LayerVersions",
+            ["lambda:DeleteLayerVersion", "lambda:GetLayerVersion"],
+            [f"{arn}:*" for arn in layers],
+        ),
+    ]
+
+
+def _deploy_mapping_statements(stacks: Sequence[StackNames], region: str, account: str) -> list[Statement]:
+    our_functions = {"ArnLike": {"lambda:FunctionArn": _our_function_arns(stacks, region, account)}}
+    return [
+        # The mapping ARN holds a UUID AWS assigns: the condition pins the mappings to our functions.
+        _statement(
+            "EventSourceMappingsOfOurFunctions",
+            [
+                "lambda:DeleteEventSourceMapping",
+                "lambda:GetEventSourceMapping",
+                "lambda:UpdateEventSourceMapping",
+            ],
+            [f"arn:aws:lambda:{region}:{account}:event-source-mapping:*"],
+            our_functions,
+        ),
+        # No resource type in the Service Authorization Reference: "*" is required; the
+        # lambda:FunctionArn condition limits new mappings to our functions.
+        _statement(
+            "CreateEventSourceMappingNoResourceTypeFunctionCondition",
+            ["lambda:CreateEventSourceMapping"],
+            "*",
+            our_functions,
+        ),
+        # No resource type and no condition key: read-only listing, "*" is required.
+        _statement(
+            "ListMappingsAndLayerVersionsNoResourceType",
+            ["lambda:ListEventSourceMappings", "lambda:ListLayerVersions"],
+            "*",
+        ),
+    ]
+
+
+def _deploy_monitoring_statements(stacks: Sequence[StackNames], region: str, account: str) -> list[Statement]:
     dashboards = [f"arn:aws:cloudwatch::{account}:dashboard/{n.prefix}-{DASHBOARD_SUFFIX}" for n in stacks]
     alarms = [
         f"arn:aws:cloudwatch:{region}:{account}:alarm:{n.prefix}-{suffix}"
         for n in stacks
         for suffix in ALARM_SUFFIXES
     ]
-    mappings = [f"arn:aws:lambda:{region}:{account}:event-source-mapping:*"]
-    our_functions = {"ArnLike": {"lambda:FunctionArn": functions + qualified}}
-    return _policy(
-        [
-            _statement(
-                "Queues",
-                [
-                    "sqs:CreateQueue",
-                    "sqs:DeleteQueue",
-                    "sqs:GetQueueAttributes",
-                    "sqs:GetQueueUrl",
-                    "sqs:ListQueueTags",
-                    "sqs:SetQueueAttributes",
-                    "sqs:TagQueue",
-                    "sqs:UntagQueue",
-                ],
-                queues,
-            ),
-            _statement(
-                "Table",
-                [
-                    "dynamodb:CreateTable",
-                    "dynamodb:DeleteTable",
-                    "dynamodb:DescribeContinuousBackups",
-                    "dynamodb:DescribeTable",
-                    "dynamodb:DescribeTimeToLive",
-                    "dynamodb:ListTagsOfResource",
-                    "dynamodb:TagResource",
-                    "dynamodb:UpdateContinuousBackups",
-                    "dynamodb:UpdateTable",
-                    "dynamodb:UpdateTimeToLive",
-                ],
-                tables,
-            ),
-            _statement(
-                "Bucket",
-                [
-                    "s3:CreateBucket",
-                    "s3:DeleteBucket",
-                    "s3:DeleteBucketPolicy",
-                    "s3:GetBucketPolicy",
-                    "s3:GetBucketPublicAccessBlock",
-                    "s3:GetBucketTagging",
-                    "s3:GetEncryptionConfiguration",
-                    "s3:GetLifecycleConfiguration",
-                    "s3:ListBucket",
-                    "s3:PutBucketPolicy",
-                    "s3:PutBucketPublicAccessBlock",
-                    "s3:PutBucketTagging",
-                    "s3:PutEncryptionConfiguration",
-                    "s3:PutLifecycleConfiguration",
-                ],
-                buckets,
-            ),
-            _statement(
-                "LayerUploads",
-                ["s3:GetObject", "s3:PutObject"],
-                [objects_arn(n.bucket, "layers/") for n in stacks],
-            ),
-            # Only `teardown.py --delete-data` uses it, to empty the bucket before deleting it.
-            _statement("TeardownEmptyBucket", ["s3:DeleteObject"], [objects_arn(n.bucket) for n in stacks]),
-            _statement(
-                "FunctionRoles",
-                [
-                    "iam:CreateRole",
-                    "iam:DeleteRole",
-                    "iam:DeleteRolePolicy",
-                    "iam:GetRole",
-                    "iam:GetRolePolicy",
-                    "iam:ListRolePolicies",
-                    "iam:PutRolePolicy",
-                    "iam:TagRole",
-                    "iam:UpdateAssumeRolePolicy",
-                ],
-                roles,
-            ),
-            _statement(
-                "PassFunctionRolesToLambdaOnly",
-                ["iam:PassRole"],
-                roles,
-                {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
-            ),
-            _statement(
-                "Functions",
-                [
-                    "lambda:CreateAlias",
-                    "lambda:CreateFunction",
-                    "lambda:DeleteFunction",
-                    "lambda:DeleteFunctionConcurrency",
-                    "lambda:GetAlias",
-                    "lambda:GetFunction",
-                    "lambda:GetFunctionConfiguration",
-                    "lambda:ListTags",
-                    "lambda:ListVersionsByFunction",
-                    "lambda:PublishVersion",
-                    "lambda:PutFunctionConcurrency",
-                    "lambda:TagResource",
-                    "lambda:UpdateAlias",
-                    "lambda:UpdateFunctionCode",
-                    "lambda:UpdateFunctionConfiguration",
-                ],
-                functions + qualified,
-            ),
-            _statement("PublishLayer", ["lambda:PublishLayerVersion"], layers),
-            _statement(
-                "LayerVersions", ["lambda:DeleteLayerVersion", "lambda:GetLayerVersion"], layer_versions
-            ),
-            # The mapping ARN holds a UUID AWS assigns: the condition pins the mappings to our functions.
-            _statement(
-                "EventSourceMappingsOfOurFunctions",
-                [
-                    "lambda:DeleteEventSourceMapping",
-                    "lambda:GetEventSourceMapping",
-                    "lambda:UpdateEventSourceMapping",
-                ],
-                mappings,
-                our_functions,
-            ),
-            # No resource type in the Service Authorization Reference: "*" is required; the
-            # lambda:FunctionArn condition limits new mappings to our functions.
-            _statement(
-                "CreateEventSourceMappingNoResourceTypeFunctionCondition",
-                ["lambda:CreateEventSourceMapping"],
-                "*",
-                our_functions,
-            ),
-            # No resource type and no condition key: read-only listing, "*" is required.
-            _statement(
-                "ListMappingsAndLayerVersionsNoResourceType",
-                ["lambda:ListEventSourceMappings", "lambda:ListLayerVersions"],
-                "*",
-            ),
-            _statement(
-                "Dashboard",
-                ["cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard", "cloudwatch:PutDashboard"],
-                dashboards,
-            ),
-            _statement(
-                "Alarms",
-                ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
-                alarms,
-            ),
-        ]
-    )
+    return [
+        _statement(
+            "Dashboard",
+            ["cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard", "cloudwatch:PutDashboard"],
+            dashboards,
+        ),
+        _statement(
+            "Alarms",
+            ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
+            alarms,
+        ),
+    ]
 
 
 # --- the bucket -------------------------------------------------------------------------------------------

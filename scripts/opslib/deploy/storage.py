@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -80,60 +80,73 @@ def plan_table(ctx: DeployContext) -> Plan:
 # --- bucket -----------------------------------------------------------------------------------------------
 
 
-def _bucket_settings(ctx: DeployContext) -> list[tuple[str, Any, Callable[[], Any], Call]]:
-    """(setting, desired, reader of the current value, call that sets it)."""
+class _BucketSetting(NamedTuple):
+    """One setting of the bucket: its name in plans, the desired value, a reader of the current value (None
+    when not configured yet), and the call that sets it."""
+
+    name: str
+    desired: Any
+    current: Callable[[], Any]
+    call: Call
+
+
+def _or_none(getter: Callable[[], Any]) -> Callable[[], Any]:
+    """`getter` as a reader that returns None where S3 answers with an error (setting not configured)."""
+
+    def current() -> Any:
+        try:
+            return getter()
+        except ClientError:
+            return None  # not configured yet
+
+    return current
+
+
+def _current_encryption(s3: Any, bucket: str) -> dict[str, Any]:
+    """The bucket's default encryption, in the shape of `ENCRYPTION` (only the fields it sets)."""
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    return {
+        "Rules": [
+            {"ApplyServerSideEncryptionByDefault": r["ApplyServerSideEncryptionByDefault"]} for r in rules
+        ]
+    }
+
+
+def _bucket_settings(ctx: DeployContext) -> list[_BucketSetting]:
+    """The bucket's settings in the order they are applied (the TLS-only policy only with `enforce_tls`)."""
     s3, bucket = ctx.clients.client("s3"), ctx.names.bucket
     policy = bucket_policy_tls_only(bucket)
-
-    def read(getter: Callable[[], Any]) -> Callable[[], Any]:
-        def current() -> Any:
-            try:
-                return getter()
-            except ClientError:
-                return None  # not configured yet
-
-        return current
-
     settings = [
-        (
+        _BucketSetting(
             "public access block",
             PUBLIC_ACCESS_BLOCK,
-            read(lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]),
+            _or_none(lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]),
             Call(
                 "s3",
                 "put_public_access_block",
                 {"Bucket": bucket, "PublicAccessBlockConfiguration": PUBLIC_ACCESS_BLOCK},
             ),
         ),
-        (
+        _BucketSetting(
             "default encryption",
             ENCRYPTION,
-            read(
-                lambda: {
-                    "Rules": [
-                        {"ApplyServerSideEncryptionByDefault": r["ApplyServerSideEncryptionByDefault"]}
-                        for r in s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
-                            "Rules"
-                        ]
-                    ]
-                }
-            ),
+            _or_none(lambda: _current_encryption(s3, bucket)),
             Call(
                 "s3",
                 "put_bucket_encryption",
                 {"Bucket": bucket, "ServerSideEncryptionConfiguration": ENCRYPTION},
             ),
         ),
-        (
+        _BucketSetting(
             "TLS-only policy",
             policy,
-            read(lambda: json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])),
+            _or_none(lambda: json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])),
             Call("s3", "put_bucket_policy", {"Bucket": bucket, "Policy": json.dumps(policy)}),
         ),
-        (
+        _BucketSetting(
             "lifecycle",
             lifecycle_definition(ctx.config),
-            read(lambda: {"Rules": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}),
+            _or_none(lambda: {"Rules": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}),
             Call(
                 "s3",
                 "put_bucket_lifecycle_configuration",
@@ -141,7 +154,7 @@ def _bucket_settings(ctx: DeployContext) -> list[tuple[str, Any, Callable[[], An
             ),
         ),
     ]
-    return [s for s in settings if ctx.enforce_tls or s[0] != "TLS-only policy"]
+    return [s for s in settings if ctx.enforce_tls or s.name != "TLS-only policy"]
 
 
 def plan_bucket(ctx: DeployContext) -> Plan:
@@ -164,7 +177,7 @@ def plan_bucket(ctx: DeployContext) -> Plan:
                 {"Bucket": bucket, **location},
                 waiter=("bucket_exists", {"Bucket": bucket}),
             ),
-            *[s[3] for s in settings],
+            *[s.call for s in settings],
         )
         summary = "create with public access block, encryption, TLS-only policy, lifecycle"
         return Plan("bucket", (Change("create", f"bucket {bucket}", summary, calls),))
