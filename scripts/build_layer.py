@@ -141,10 +141,6 @@ def tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def _path_size(path: Path) -> int:
-    return tree_size(path) if path.is_dir() else path.stat().st_size
-
-
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 

@@ -1,1 +1,4 @@
-"""Shared code of the scripts a person runs: stack configuration, resource definitions, the local runtime."""
+"""The scripts' library, one package per subsystem: `deploy` (plan/apply, one module per stack unit),
+`batch` (running a batch on any target), `local` (the embedded default), `history` (result queries); and
+what they share: `stack` (typed config/stack.yaml), `errors`, `cli` (exit statuses). See
+docs/architecture.md."""

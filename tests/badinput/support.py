@@ -43,7 +43,7 @@ class DeployedStack:
 
     def assert_nothing_submitted(self, *, bars_allowed: bool = False) -> None:
         """No job, result or dead letter; no batch or job record; no object (bars, when allowed, are
-        content-addressed uploads a rerun rewrites byte for byte)."""
+        uploads a rerun rewrites byte for byte)."""
         assert set(self.messages().values()) == {0}, self.messages()
         assert self.table_items() == 0
         others = [k for k in self.objects() if not (bars_allowed and k.startswith("bars/"))]

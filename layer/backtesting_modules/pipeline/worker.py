@@ -53,7 +53,8 @@ class Worker:
     clients: ClientFactory
     env: HandlerEnv
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    # Bars keys are content-addressed (immutable), so a container keeps them for its whole life.
+    # A container keeps the bars it read for its whole life, by key. The keys name the spec's data section
+    # (`data_hash`), not the bars' content: bars rewritten under the same key are not read again.
     _bars: OrderedDict[str, pd.DataFrame] = field(default_factory=OrderedDict)
     # A batch's top N never changes after it is created: one read per batch and container.
     _top_n: dict[str, int] = field(default_factory=dict)

@@ -31,7 +31,8 @@ class Submitter:
         self.store = Store(clients, names.table, names.bucket)
 
     def upload_bars(self, spec: BatchSpec) -> int:
-        """Bars of every symbol to S3 under content-addressed keys; returns the bar count of the first."""
+        """Bars of every symbol to S3, under keys named by the spec's data section (`data_hash`: source,
+        paths, seed, dates; not the bars' content); returns the bar count of the first."""
         source = data_hash(spec)
         # Every symbol is read and validated before the first upload: a bad file uploads nothing.
         frames = {symbol: load_symbol_bars(spec, symbol) for symbol in spec.symbols}
