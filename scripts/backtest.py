@@ -46,7 +46,7 @@ from backtesting_modules.reports import (
 )
 from backtesting_modules.timezone import SessionGate, TimezoneBacktester
 from backtesting_modules.timezone.report import render_comparison, render_group_table, render_timezone
-from opslib.cli import UsageError
+from opslib.cli import EXIT_OK, EXIT_USAGE, UsageError
 
 MAX_GRID_VALUES = 100_000  # per --grid axis: a typo like 1:1e9:1 must not allocate a billion values
 
@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             report = run_single(args, bars, config)
     except (UsageError, BacktestError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
     if args.report:
         path = Path(args.report)
         try:
@@ -332,11 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.write_text(report, encoding="utf-8")
         except OSError as exc:
             parser.exit(
-                2,
+                EXIT_USAGE,
                 f"{parser.prog}: error: --report {path}: cannot write it ({exc}); choose a writable path.\n",
             )
         print(f"report: {path}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opslib.cli import UsageError
+from opslib.cli import EXIT_FAILED, EXIT_USAGE, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "layer" / "requirements.txt"
@@ -40,6 +40,7 @@ LAMBDAS_DIR = ROOT / "lambdas"
 DEFAULT_OUT = ROOT / "build" / "layer.zip"
 
 # AWS: a function's code plus all its layers, unzipped, may not exceed 250 MB (262,144,000 bytes).
+EXIT_PIP_FAILED = 3  # pip could not install the dependencies (this script's own status, beside opslib.cli's)
 UNZIPPED_LIMIT = 262_144_000
 # AWS: a zip uploaded inline is limited to 50 MB; above that the upload must go through S3.
 DIRECT_UPLOAD_LIMIT = 52_428_800
@@ -412,13 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except PipFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_PIP_FAILED
 
 
 if __name__ == "__main__":

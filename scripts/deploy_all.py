@@ -11,6 +11,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from opslib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from opslib.deploy.cli import build_context, common_parser, git_sha, latest_layer, setup_errors_exit, show
 from opslib.deploy.plan import Plan, apply_plan
 from opslib.deploy.units import deploy_units
@@ -35,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if not (args.yes or args.dry_run or sys.stdin.isatty()):
         parser.exit(
-            2, f"{parser.prog}: error: pass --yes to apply without a terminal, or --dry-run to plan.\n"
+            EXIT_USAGE,
+            f"{parser.prog}: error: pass --yes to apply without a terminal, or --dry-run to plan.\n",
         )
     with setup_errors_exit(parser):
         ctx = build_context(args)
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan = planner(ctx)
         except NotDeployedError as exc:
             if not args.dry_run:
-                parser.exit(2, f"{parser.prog}: error: {unit}: {exc}\n")
+                parser.exit(EXIT_USAGE, f"{parser.prog}: error: {unit}: {exc}\n")
             print(f"{unit}: planned once the units before it are applied ({exc})")
             continue
         show(plan, args)
@@ -54,15 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if not args.yes and input(f"Apply the {unit} changes? [y/N] ").strip().lower() not in {"y", "yes"}:
             print("Stopped: nothing more applied.")
-            return 0
+            return EXIT_OK
         try:
             apply_plan(plan, ctx.clients, echo=(lambda _: None) if args.json else print)
         except (ClientError, BotoCoreError) as exc:
             print(f"{parser.prog}: {unit}: apply failed: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     if changed == 0:
         print(Plan("stack").render_text())
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 import ccxt
 import pandas as pd
 
-from opslib.cli import UsageError
+from opslib.cli import EXIT_FAILED, EXIT_USAGE, UsageError
 from opslib.fetch import (
     DEFAULT_LIMIT,
     DEFAULT_MAX_RETRIES,
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace, make_exchange: ExchangeFactory, sleep: Sleep, 
         load_markets(exchange, sleep, args.max_retries)
     except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
         print(f"error: cannot load {args.exchange} markets: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     now = exchange.milliseconds() if now_ms is None else now_ms
     until = now if args.until is None else args.until
     if args.since >= until:
@@ -286,7 +286,7 @@ def main(
         return run(args, make_exchange or default_exchange, sleep, now_ms)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

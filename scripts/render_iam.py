@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from opslib.cli import EXIT_FAILED
 from opslib.deploy.iam import (
     ACCOUNT_PLACEHOLDER,
     REPO_PLACEHOLDER,
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed = True
             print(f"{name}: {finding}", file=sys.stderr)
     if failed:
-        return 1
+        return EXIT_FAILED
     if args.stdout:
         # One document: the document itself (ready for `aws iam ... file://`); several: name → document.
         single = next(iter(docs.values())) if len(docs) == 1 else docs

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from backtesting_modules.jobs.spec import SpecError, parse_spec
+from opslib.cli import EXIT_USAGE
 
 CUSTOM = "custom"
 
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             priority=args.priority,
         )
     except FormError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
     text = dump(spec)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parse_spec(yaml.safe_load(text), source=args.out or "<spec>")  # what load_spec reads back
     except SpecError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
     print("spec ok", file=sys.stderr)
     return 0
 

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backtesting_modules.pipeline.clients import ClientFactory
 
+from ..cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..errors import OpsError
 from ..stack import check_region, load_stack
 from .functions import plan_function, plan_rollback
@@ -56,12 +57,12 @@ def setup_errors_exit(parser: argparse.ArgumentParser) -> Iterator[None]:
         yield
     except NoCredentialsError:
         parser.exit(
-            2,
+            EXIT_USAGE,
             f"{parser.prog}: error: no AWS credentials: configure them (or OIDC in GitHub Actions), "
             "or pass --endpoint-url for the local emulator.\n",
         )
     except (OpsError, ClientError, BotoCoreError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
 
 
 def run_unit(
@@ -78,23 +79,23 @@ def run_unit(
         plan = planner(ctx)
     show(plan, args)
     if plan.is_empty or args.dry_run:
-        return 0
+        return EXIT_OK
     if not args.yes:
         if not sys.stdin.isatty():
             parser.exit(
-                2,
+                EXIT_USAGE,
                 f"{parser.prog}: error: {len(plan.changes)} change(s) planned; pass --yes to apply "
                 "without a terminal, or --dry-run to only plan.\n",
             )
         if input("Apply these changes? [y/N] ").strip().lower() not in {"y", "yes"}:
             print("Nothing applied.")
-            return 0
+            return EXIT_OK
     try:
         apply_plan(plan, ctx.clients, echo=(lambda _: None) if args.json else print)
     except (ClientError, BotoCoreError) as exc:
         print(f"{parser.prog}: apply failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def show(plan: Plan, args: argparse.Namespace) -> None:

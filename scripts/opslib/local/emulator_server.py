@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto.server does: some answers name the port
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    # Ctrl-C reaches the whole process group; the driver decides when the emulator stops (SIGTERM, after it
+    # has saved the state), so an interrupted batch can be resumed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     install()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, app, threaded=True, request_handler=QuietRequestHandler)

@@ -131,6 +131,7 @@ def poll_forever(spec: PollerSpec) -> None:
     """Entry point of a poller process: receive, invoke the handler, delete what succeeded."""
     os.environ.update(spec.environ)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the pollers (SIGTERM)
     if spec.faults:
         FaultInjector(spec.faults, spec.fault_log).install()  # before any client is built
     clients = ClientFactory.from_environ()
