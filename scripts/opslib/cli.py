@@ -17,6 +17,7 @@ from backtesting_modules.jobs.spec import SpecError
 from backtesting_modules.pipeline.errors import PipelineError
 
 from .errors import (
+    BatchInputError,
     DeployError,
     LocalSetupError,
     NotDeployedError,
@@ -47,6 +48,7 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,  # a StrategyConfig field
     StrategyError,  # an unknown strategy or parameter
     StackConfigError,
+    BatchInputError,
     NotDeployedError,
     DeployError,
     LocalSetupError,

@@ -18,6 +18,11 @@ class NotDeployedError(OpsError):
     that creates it in an earlier unit): nothing was done."""
 
 
+class BatchInputError(OpsError):
+    """The bars a batch spec names cannot be read here (no file for a symbol, exchange data not fetched yet,
+    a source this target does not read): nothing was submitted."""
+
+
 class DeployError(OpsError):
     """A deploy that cannot be planned as asked (no built layer zip, no earlier version to roll back to)."""
 

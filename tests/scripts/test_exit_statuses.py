@@ -22,6 +22,7 @@ from backtesting_modules.pipeline.errors import MissingObjectError, StoreError
 from opslib.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, exit_status
 from opslib.errors import (
     BatchIncompleteError,
+    BatchInputError,
     DeployError,
     HistoryError,
     LocalSetupError,
@@ -40,6 +41,7 @@ CASES = [
     (ConfigError("stop_loss_pct"), EXIT_USAGE),
     (StrategyError("unknown strategy"), EXIT_USAGE),
     (StackConfigError("region"), EXIT_USAGE),
+    (BatchInputError("data.paths has no file for KRW-BTC"), EXIT_USAGE),
     (NotDeployedError("queue not found"), EXIT_USAGE),
     (DeployError("no layer zip"), EXIT_USAGE),
     (LocalSetupError("emulator did not start"), EXIT_USAGE),

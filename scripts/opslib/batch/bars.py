@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from backtesting_modules.data import load_bars, synthetic_bars
-from backtesting_modules.errors import DataError
-from backtesting_modules.jobs.spec import BatchSpec, DataSource, SpecError
+from backtesting_modules.jobs.spec import BatchSpec, DataSource
+
+from ..errors import BatchInputError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,17 +29,17 @@ def load_symbol_bars(spec: BatchSpec, symbol: str) -> pd.DataFrame:
         paths = dict(data.paths)
         path = paths.get(symbol) or (data.pattern.format(symbol=symbol) if data.pattern else None)
         if path is None:
-            raise SpecError(f"data.paths has no file for {symbol}: add it or use data.pattern.")
+            raise BatchInputError(f"data.paths has no file for {symbol}: add it or use data.pattern.")
         return load_bars(ROOT / path if not Path(path).is_absolute() else path, symbol=symbol)
     if data.source is DataSource.EXCHANGE:
         path = ROOT / "data" / str(data.exchange) / f"{symbol}_{data.timeframe}.csv"
         if not path.exists():
-            raise DataError(
+            raise BatchInputError(
                 f"{path} not found: fetch it first with scripts/fetch_ohlcv.py --exchange {data.exchange} "
                 f"--symbols {symbol} --timeframe {data.timeframe} --since {data.since} --out data/"
             )
         return load_bars(path, symbol=symbol)
-    raise SpecError(
+    raise BatchInputError(
         f"data.source {data.source.value!r}: bars already in S3 are read by the workers directly; "
         "use --target aws, or a files/synthetic/exchange source locally."
     )

@@ -14,10 +14,10 @@ from backtesting_modules.jobs.planner import Job, bars_key
 from backtesting_modules.jobs.spec import BatchSpec, Priority, data_hash, spec_hash
 from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.errors import StoreError
 from backtesting_modules.pipeline.records import BatchRecord, JobRecord
 from backtesting_modules.pipeline.store import Store, now_iso
 
+from ..errors import BatchIncompleteError
 from .bars import load_symbol_bars
 
 
@@ -103,9 +103,10 @@ class Submitter:
                 )
                 if response.get("Failed"):
                     first = response["Failed"][0]
-                    raise StoreError(
+                    raise BatchIncompleteError(
                         f"SQS refused {len(response['Failed'])} job message(s) ({first.get('Code')}: "
-                        f"{first.get('Message')}); send them again with --resume {wave[0].batch_id}."
+                        f"{first.get('Message')}); send them again with --resume {wave[0].batch_id}.",
+                        wave[0].batch_id,
                     )
                 sent += len(wave)
                 room -= len(wave)
