@@ -4,8 +4,8 @@
         --since 2024-01-01 --out data/
 
 This script is the command line: arguments, one job per symbol (resuming after the last stored candle and
-saving every page), progress lines and the --json summary. Fetching with retries, gap handling and the
-file format live in `opslib.fetch`. See docs/fetch.md.
+saving every page with its gap report), progress lines and the --json summary. Fetching with retries, the
+gap computation and the file formats live in `opslib.fetch`. See docs/fetch.md.
 
 Exit status: 0 on success, 1 if a symbol failed after retries (other symbols are still fetched),
 2 for bad arguments (unknown exchange, symbol, timeframe or date; the message names the argument).
@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,27 @@ from opslib.fetch import (
     DEFAULT_MAX_RETRIES,
     FORMATS,
     ExchangeFactory,
+    GapJSON,
+    GapReport,
     Sleep,
+    advice_from,
     bars_frame,
     call_with_retry,
     check_exchange_id,
+    compute_gaps,
+    configure_exchange,
     default_exchange,
     fetch_symbol,
     file_stem,
+    gaps_path,
     load_stored,
     merge_bars,
     output_path,
+    render_gap_sidecar,
+    render_gaps,
     resolve_market,
     store_bars,
+    store_gap_sidecar,
     timeframe_ms,
     to_iso,
     to_ms,
@@ -67,6 +76,10 @@ class SymbolResult:
     last: str | None = None
     resumed_from: str | None = None
     error: str | None = None
+    missing: int = 0  # candles missing between the file's first and last, in `gaps`
+    longest: GapJSON | None = None
+    gaps: list[GapJSON] = field(default_factory=list)
+    gaps_path: str | None = None
 
 
 # ------------------------------------------------------------------------------------------ arguments
@@ -154,6 +167,7 @@ class Job:
 
     symbol: str
     unified: str
+    market_id: str
     path: Path
 
 
@@ -161,9 +175,8 @@ def plan_jobs(exchange: Any, args: argparse.Namespace) -> list[Job]:
     jobs = []
     for raw in split_symbols(args.symbols):
         unified, market_id = resolve_market(exchange, raw)
-        jobs.append(
-            Job(raw, unified, output_path(args.out, exchange.id, market_id, args.timeframe, args.format))
-        )
+        path = output_path(args.out, exchange.id, market_id, args.timeframe, args.format)
+        jobs.append(Job(raw, unified, market_id, path))
     return jobs
 
 
@@ -171,17 +184,21 @@ def run_job(
     exchange: Any, job: Job, args: argparse.Namespace, until_ms: int, now_ms: int, sleep: Sleep
 ) -> SymbolResult:
     result = SymbolResult(job.symbol, job.unified, str(job.path))
+    step = timeframe_ms(exchange, args.timeframe)
     stored = load_stored(job.path, args.format)
     start = args.since
     if stored is not None and not stored.empty:
         # Continue after the last stored candle; earlier history in the file is kept as is.
-        start = max(start, int(stored["timestamp"].iloc[-1]) + timeframe_ms(exchange, args.timeframe))
+        start = max(start, int(stored["timestamp"].iloc[-1]) + step)
         result.resumed_from = to_iso(start)
 
     saved = [bars_frame({})]  # what persist() last wrote, reported if a later page fails
 
     def persist(fetched: pd.DataFrame) -> None:
-        store_bars(merge_bars(stored, fetched), job.path, args.format)
+        # The sidecar follows the data file page by page: after a crash or Ctrl-C the two still agree.
+        total = merge_bars(stored, fetched)
+        store_bars(total, job.path, args.format)
+        store_gaps(exchange.id, job, args.timeframe, step, total)
         saved[0] = fetched
 
     try:
@@ -202,8 +219,27 @@ def run_job(
     except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         fetched = saved[0]
-    _describe(result, merge_bars(stored, fetched), len(fetched), fetched.attrs.get("requests", 0))
+    total = merge_bars(stored, fetched)
+    _describe(result, total, len(fetched), fetched.attrs.get("requests", 0))
+    if not total.empty:
+        # Written by persist() already when pages came in; here for a file from before the gap report.
+        _describe_gaps(result, store_gaps(exchange.id, job, args.timeframe, step, total), gaps_path(job.path))
     return result
+
+
+def store_gaps(exchange_id: str, job: Job, timeframe: str, step: int, total: pd.DataFrame) -> GapReport:
+    """Compute the gaps of the bars stored for `job` and write its sidecar if that changes it."""
+    report = compute_gaps(total["timestamp"], step)
+    sidecar = render_gap_sidecar(
+        report,
+        exchange_id=exchange_id,
+        symbol=job.market_id,
+        timeframe=timeframe,
+        step_ms=step,
+        file=job.path.name,
+    )
+    store_gap_sidecar(sidecar, gaps_path(job.path))
+    return report
 
 
 def _describe(result: SymbolResult, total: pd.DataFrame, new_bars: int, requests: int) -> None:
@@ -211,6 +247,12 @@ def _describe(result: SymbolResult, total: pd.DataFrame, new_bars: int, requests
     if not total.empty:
         result.first = to_iso(int(total["timestamp"].iloc[0]))
         result.last = to_iso(int(total["timestamp"].iloc[-1]))
+
+
+def _describe_gaps(result: SymbolResult, report: GapReport, path: Path) -> None:
+    result.missing, result.gaps, result.gaps_path = report.missing, render_gaps(report.gaps), str(path)
+    longest = report.longest
+    result.longest = None if longest is None else render_gaps([longest])[0]
 
 
 def progress_line(result: SymbolResult, timeframe: str) -> str:
@@ -221,7 +263,20 @@ def progress_line(result: SymbolResult, timeframe: str) -> str:
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     return (
         f"{result.symbol} {timeframe}: +{result.new_bars} bars in {result.requests} requests{resumed}; "
-        f"{result.total_bars} total ({span}) -> {result.path}"
+        f"{result.total_bars} total ({span}) -> {result.path}{gap_text(result)}"
+    )
+
+
+def gap_text(result: SymbolResult) -> str:
+    """`; 227 missing in 2 gaps, longest 220 (start .. end)`, or `; no gaps`; the list is in the sidecar."""
+    if not result.total_bars:
+        return ""
+    if result.longest is None:
+        return "; no gaps"
+    count = len(result.gaps)
+    return (
+        f"; {result.missing} missing in {count} gap{'' if count == 1 else 's'}, longest "
+        f"{result.longest['missing']} ({result.longest['start']} .. {result.longest['end']})"
     )
 
 
@@ -234,20 +289,27 @@ def summary(args: argparse.Namespace, results: list[SymbolResult]) -> dict[str, 
         "symbols": [asdict(r) for r in results],
         "new_bars": sum(r.new_bars for r in results),
         "requests": sum(r.requests for r in results),
+        "missing": sum(r.missing for r in results),
         "failed": failed,
         "ok": not failed,
     }
 
 
 def load_markets(exchange: Any, sleep: Sleep, max_retries: int) -> None:
-    call_with_retry(exchange.load_markets, sleep=sleep, max_retries=max_retries, what="load_markets")
+    call_with_retry(
+        exchange.load_markets,
+        sleep=sleep,
+        max_retries=max_retries,
+        what="load_markets",
+        advice=advice_from(exchange),
+    )
 
 
 def run(args: argparse.Namespace, make_exchange: ExchangeFactory, sleep: Sleep, now_ms: int | None) -> int:
     check_exchange_id(args.exchange)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file: pass a directory (it is created if missing)")
-    exchange = make_exchange(args.exchange)
+    exchange = configure_exchange(make_exchange(args.exchange))
     try:
         load_markets(exchange, sleep, args.max_retries)
     except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
@@ -267,7 +329,7 @@ def run(args: argparse.Namespace, make_exchange: ExchangeFactory, sleep: Sleep, 
     report = summary(args, results)
     print(
         f"done: {report['new_bars']} new bars for {len(results)} symbols in {report['requests']} requests, "
-        f"{len(report['failed'])} failed"
+        f"{len(report['failed'])} failed, {report['missing']} candles missing in gaps"
     )
     if args.json:
         print(json.dumps(report))

@@ -1,28 +1,27 @@
-"""Offline tests for scripts/fetch_ohlcv.py against a fake Upbit on 127.0.0.1.
+"""Offline tests for scripts/fetch_ohlcv.py against a fake Upbit on 127.0.0.1, and of its pure functions.
 
-The fake server replays the Upbit-format fixtures in tests/scripts/data (synthetic, not market data) and
-answers `GET /v1/market/all` and `GET /v1/candles/minutes/{unit}` the way Upbit does: newest candle first,
-at most `count` candles, only candles that open strictly before `to`. A real ccxt.upbit instance is pointed
-at it through `make_exchange`, so ccxt's request building and response parsing are exercised for real.
+The fake server (tests/scripts/fake_upbit.py) replays the Upbit-format fixtures in tests/scripts/data
+(synthetic, not market data) and answers `GET /v1/market/all` and `GET /v1/candles/minutes/{unit}` the way
+Upbit does: newest candle first, at most `count` candles, only candles that open strictly before `to`. A real
+ccxt.upbit instance is pointed at it through `make_exchange`, so ccxt's request building and response
+parsing are exercised for real. The gap report and 429 pacing end to end: test_fetch_upbit_server.py.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlparse
 
 import ccxt
 import pandas as pd
 import pytest
 
+from opslib import fetch
 from tests.script_loader import load_script
+from tests.scripts.fake_upbit import FakeUpbit, point_at, serve
 
 DATA = Path(__file__).resolve().parent / "data"
 HOUR_MS = 3_600_000
@@ -34,68 +33,7 @@ NOW_MS = int(datetime(2024, 1, 22, tzinfo=UTC).timestamp() * 1000)  # after the 
 fetch_ohlcv = load_script("fetch_ohlcv")
 
 
-# ------------------------------------------------------------------------------------ fake Upbit
-
-
-@dataclass
-class FakeUpbit:
-    """State shared with the handler thread: fixtures, a request log and injected failures."""
-
-    markets: list[dict[str, Any]]
-    candles: dict[str, list[dict[str, Any]]]  # market -> candles newest first
-    requests: list[str] = field(default_factory=list)
-    fail_next: int = 0  # answer this many candle requests with HTTP 429 first
-    fail_after: int | None = None  # after this many answered candle requests, 429 for good
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def candle_requests(self, market: str) -> int:
-        return sum(1 for r in self.requests if "/candles/" in r and f"market={market}" in r)
-
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, object]:
-        with self.lock:
-            self.requests.append(f"{path}?{'&'.join(f'{k}={v[0]}' for k, v in sorted(query.items()))}")
-            if path == "/v1/market/all":
-                return 200, self.markets
-            if path.startswith("/v1/candles/minutes/"):
-                if self.fail_next > 0 or self.fail_after == 0:
-                    self.fail_next = max(0, self.fail_next - 1)
-                    return 429, "Too many API requests."
-                if self.fail_after is not None:
-                    self.fail_after -= 1
-                return self._candles(path, query)
-        return 404, {"error": {"name": 404, "message": "Not found"}}
-
-    def _candles(self, path: str, query: dict[str, list[str]]) -> tuple[int, object]:
-        market = query.get("market", [""])[0]
-        if market not in self.candles or path.rsplit("/", 1)[-1] != "60":
-            return 404, {"error": {"name": 404, "message": "Code not found"}}
-        count = min(int(query.get("count", ["200"])[0]), 200)
-        rows = self.candles[market]
-        if "to" in query:
-            # `to` is exclusive: the newest candle returned opens strictly before it.
-            to = pd.Timestamp(query["to"][0]).tz_convert("UTC").tz_localize(None)
-            rows = [r for r in rows if pd.Timestamp(r["candle_date_time_utc"]) < to]
-        return 200, rows[:count]
-
-
-def _handler(state: FakeUpbit) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            status, payload = state.answer(url.path, parse_qs(url.query))
-            # Upbit's 429 body is plain text, so ccxt maps it by HTTP status (RateLimitExceeded).
-            text = isinstance(payload, str)
-            body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if text else "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-            pass
-
-    return Handler
+# ------------------------------------------------------------------------------- fake Upbit fixture
 
 
 def _fixture(name: str) -> Any:
@@ -104,25 +42,16 @@ def _fixture(name: str) -> Any:
 
 @pytest.fixture
 def upbit() -> Iterator[tuple[FakeUpbit, str]]:
-    candles = {m: _fixture(f"upbit_candles_minutes_60_{m}.json") for m in ("KRW-BTC", "KRW-ETH", "KRW-NEW")}
+    markets = ("KRW-BTC", "KRW-ETH", "KRW-NEW")
+    candles = {(m, "minutes/60"): _fixture(f"upbit_candles_minutes_60_{m}.json") for m in markets}
     state = FakeUpbit(_fixture("upbit_market_all.json"), candles)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve(state) as url:
+        yield state, url
 
 
 def _factory(base_url: str) -> Any:
     def make(exchange_id: str) -> Any:
-        exchange = getattr(ccxt, exchange_id)({"enableRateLimit": True, "rateLimit": 1})
-        exchange.urls["api"] = {"public": base_url, "private": base_url}
-        exchange.session.trust_env = False  # never route 127.0.0.1 through an HTTP(S)_PROXY
-        return exchange
+        return point_at(getattr(ccxt, exchange_id)({"enableRateLimit": True, "rateLimit": 1}), base_url)
 
     return make
 
@@ -151,8 +80,8 @@ def test_full_fetch_pages_both_symbols(upbit: tuple[FakeUpbit, str], tmp_path: P
         assert len(frame) == 500
         assert (frame["timestamp"].iloc[0], frame["timestamp"].iloc[-1]) == (START, LAST)
         # 3 pages of data (200 + 200 + 100), then one empty window before `now` ends it.
-        assert state.candle_requests(market) == 4
-    first = next(r for r in state.requests if "KRW-BTC" in r)
+        assert len(state.candle_requests(market)) == 4
+    first = next(r for r in state.lines() if "KRW-BTC" in r)
     assert first == "/v1/candles/minutes/60?count=200&market=KRW-BTC&to=2024-01-09T08:00:00.000Z"
 
 
@@ -180,15 +109,15 @@ def test_resume_continues_from_last_candle(upbit: tuple[FakeUpbit, str], tmp_pat
     assert _run(url, *_args(tmp_path, symbols="KRW-BTC")) == 0
     path = tmp_path / "upbit" / "KRW-BTC_1h.csv"
     complete = path.read_bytes()
-    first_run = state.candle_requests("KRW-BTC")
+    first_run = len(state.candle_requests("KRW-BTC"))
     lines = complete.decode().splitlines(keepends=True)
     path.write_text("".join(lines[: 1 + 250]))  # header + first 250 candles: an interrupted download
-    state.requests.clear()
+    state.log.clear()
 
     assert _run(url, *_args(tmp_path, symbols="KRW-BTC")) == 0
     assert path.read_bytes() == complete
-    assert state.candle_requests("KRW-BTC") < first_run
-    first = next(r for r in state.requests if "/candles/" in r)
+    assert len(state.candle_requests("KRW-BTC")) < first_run
+    first = next(r for r in state.lines() if "/candles/" in r)
     assert "to=2024-01-19T18:00:00.000Z" in first  # since = candle 250 (2024-01-11T10:00Z), + 200h
 
 
@@ -206,7 +135,9 @@ def test_resume_summary_reports_start(
     assert (entry["new_bars"], entry["total_bars"]) == (500 - 96, 500)
     assert (entry["first"], entry["last"]) == (START, LAST)
     assert report["ok"] and report["failed"] == []
-    assert lines[0].startswith("KRW-BTC 1h: +404 bars") and lines[1].startswith("done: 404 new bars")
+    assert (entry["missing"], entry["longest"], entry["gaps"]) == (0, None, [])
+    assert lines[0].startswith("KRW-BTC 1h: +404 bars") and lines[0].endswith("; no gaps")
+    assert lines[1].startswith("done: 404 new bars")
 
 
 def test_interrupted_download_keeps_every_finished_page(
@@ -218,7 +149,8 @@ def test_interrupted_download_keeps_every_finished_page(
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["symbols"][0]["new_bars"] == 400
     path = tmp_path / "upbit" / "KRW-BTC_1h.csv"
     assert len(pd.read_csv(path)) == 400  # written after each page: only the in-flight page is lost
-    assert [p.name for p in path.parent.iterdir()] == ["KRW-BTC_1h.csv"]  # no temp file left behind
+    # No temp file left behind: the data and its gap report only.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["KRW-BTC_1h.csv", "KRW-BTC_1h.gaps.json"]
     state.fail_after = None
     assert _run(url, *_args(tmp_path, symbols="KRW-BTC")) == 0
     assert len(pd.read_csv(path)) == 500
@@ -227,10 +159,17 @@ def test_interrupted_download_keeps_every_finished_page(
 def test_nothing_to_do_when_up_to_date(upbit: tuple[FakeUpbit, str], tmp_path: Path) -> None:
     state, url = upbit
     assert _run(url, *_args(tmp_path, "--until", "2024-01-10", symbols="KRW-BTC")) == 0
-    state.requests.clear()
+    state.log.clear()
     assert _run(url, *_args(tmp_path, "--until", "2024-01-10", symbols="KRW-BTC")) == 0
-    assert state.candle_requests("KRW-BTC") == 0
+    assert state.candle_requests("KRW-BTC") == []
     assert len(pd.read_csv(tmp_path / "upbit" / "KRW-BTC_1h.csv")) == 9 * 24
+    # A file without its gap report (fetched before there was one) gets it, still without a download.
+    sidecar = tmp_path / "upbit" / "KRW-BTC_1h.gaps.json"
+    written = sidecar.read_text()
+    sidecar.unlink()
+    assert _run(url, *_args(tmp_path, "--until", "2024-01-10", symbols="KRW-BTC")) == 0
+    assert state.candle_requests("KRW-BTC") == [] and sidecar.read_text() == written
+    assert json.loads(written)["candles"] == 9 * 24
 
 
 def test_rate_limit_is_retried_with_backoff(upbit: tuple[FakeUpbit, str], tmp_path: Path) -> None:
@@ -240,7 +179,7 @@ def test_rate_limit_is_retried_with_backoff(upbit: tuple[FakeUpbit, str], tmp_pa
     assert _run(url, *_args(tmp_path, symbols="KRW-BTC"), sleeps=sleeps) == 0
     assert sleeps == [1.0, 2.0]  # exponential backoff, injected sleep: the test does not wait
     assert len(pd.read_csv(tmp_path / "upbit" / "KRW-BTC_1h.csv")) == 500
-    assert state.candle_requests("KRW-BTC") == 4 + 2
+    assert len(state.candle_requests("KRW-BTC")) == 4 + 2
 
 
 def test_retries_exhausted_fails_symbol_and_keeps_going(
@@ -275,7 +214,7 @@ def test_listing_gap_longer_than_a_page_is_skipped(upbit: tuple[FakeUpbit, str],
     assert len(frame) == 120
     assert frame["timestamp"].iloc[0] == "2024-01-16T00:00:00Z"
     # [01-01, +200h) empty -> skipped; then 40 + 80 candles; then one empty window before `now`.
-    assert state.candle_requests("KRW-NEW") == 4
+    assert len(state.candle_requests("KRW-NEW")) == 4
 
 
 def test_parquet_has_the_same_columns(upbit: tuple[FakeUpbit, str], tmp_path: Path) -> None:
@@ -299,7 +238,7 @@ def test_bad_symbol_exits_2_naming_it(
     err = capsys.readouterr().err
     assert "--symbols: 'KRW-BTX' is not a market on upbit" in err
     assert "did you mean 'KRW-BTC'" in err
-    assert state.candle_requests("KRW-BTC") == 0  # validated before anything is downloaded
+    assert state.candle_requests("KRW-BTC") == []  # validated before anything is downloaded
     assert not (tmp_path / "upbit").exists()
 
 
@@ -384,3 +323,135 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
         path.read_text() == "timestamp,open,high,low,close,volume\n1970-01-01T00:00:00Z,1.0,2.0,0.5,1.5,3.0\n"
     )
     assert [p.name for p in path.parent.iterdir()] == ["KRW-BTC_1h.csv"]
+
+
+# ------------------------------------------------------------------------------- pure functions
+
+H = HOUR_MS
+GAP_CASES = [
+    # (name, open times in hours, expected gaps as (start h, end h, missing), candles)
+    ("empty", [], [], 0),
+    ("one candle", [0], [], 1),
+    ("contiguous", [0, 1, 2, 3], [], 4),
+    ("one missing", [0, 2], [(1, 1, 1)], 2),
+    ("three missing", [0, 4, 5], [(1, 3, 3)], 3),
+    ("two gaps", [0, 2, 3, 7], [(1, 1, 1), (4, 6, 3)], 4),
+    ("unsorted with repeats", [3, 0, 0, 2], [(1, 1, 1)], 3),
+    ("off the grid: slots strictly between", [0, 1.5, 2.5], [(1, 1, 1)], 3),
+    ("closer than a timeframe is no gap", [0, 0.5, 1], [], 3),
+]
+
+
+@pytest.mark.parametrize(
+    ("hours", "expected", "candles"), [c[1:] for c in GAP_CASES], ids=[c[0] for c in GAP_CASES]
+)
+def test_compute_gaps(hours: list[float], expected: list[tuple[int, int, int]], candles: int) -> None:
+    report = fetch.compute_gaps([int(h * H) for h in hours], H)
+    assert report.gaps == tuple(fetch.Gap(s * H, e * H, n) for s, e, n in expected)
+    assert report.candles == candles
+    assert report.missing == sum(n for _, _, n in expected)
+    assert (report.first, report.last) == ((min(hours) * H, max(hours) * H) if hours else (None, None))
+
+
+def test_longest_gap_is_the_earliest_of_the_longest() -> None:
+    report = fetch.compute_gaps([0, 2 * H, 6 * H, 10 * H, 11 * H], H)
+    assert report.longest == fetch.Gap(3 * H, 5 * H, 3)  # 3..5 and 7..9 both miss 3: the first wins
+    assert fetch.compute_gaps([0, H], H).longest is None
+
+
+def test_gap_sidecar_shape() -> None:
+    t0 = int(pd.Timestamp(START).timestamp() * 1000)
+    report = fetch.compute_gaps([t0, t0 + 3 * H, t0 + 4 * H], H)
+    sidecar = fetch.render_gap_sidecar(
+        report, exchange_id="upbit", symbol="KRW-BTC", timeframe="1h", step_ms=H, file="KRW-BTC_1h.csv"
+    )
+    gap = {"start": "2024-01-01T01:00:00Z", "end": "2024-01-01T02:00:00Z", "missing": 2}
+    assert sidecar == {
+        "version": 1, "exchange": "upbit", "symbol": "KRW-BTC", "timeframe": "1h", "timeframe_ms": H,
+        "file": "KRW-BTC_1h.csv", "first": START, "last": "2024-01-01T04:00:00Z", "candles": 3,
+        "missing": 2, "longest": gap, "gaps": [gap],
+    }  # fmt: skip
+    assert fetch.gaps_path(Path("data/upbit/KRW-BTC_1h.parquet")) == Path("data/upbit/KRW-BTC_1h.gaps.json")
+
+
+def test_gap_sidecar_is_written_atomically_and_only_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "upbit" / "KRW-BTC_1h.gaps.json"
+    render = fetch.render_gap_sidecar
+    sidecar = render(fetch.compute_gaps([0, 2 * H], H), exchange_id="upbit", symbol="KRW-BTC",
+                     timeframe="1h", step_ms=H, file="KRW-BTC_1h.csv")  # fmt: skip
+    assert fetch.store_gap_sidecar(sidecar, path)
+    assert json.loads(path.read_text()) == sidecar
+    assert not fetch.store_gap_sidecar(sidecar, path)  # same content: left alone
+    assert [p.name for p in path.parent.iterdir()] == ["KRW-BTC_1h.gaps.json"]
+
+
+NOW_S = 1_700_000_000.0
+ADVICE_CASES = [
+    ("no headers", None, None),
+    ("nothing said", {"Content-Type": "text/plain"}, None),
+    ("retry-after seconds", {"Retry-After": "7"}, 7.0),
+    ("retry-after fraction, any case", {"retry-after": " 1.5 "}, 1.5),
+    ("retry-after http date", {"Retry-After": "Tue, 14 Nov 2023 22:13:40 GMT"}, 20.0),
+    ("retry-after date passed", {"Retry-After": "Tue, 14 Nov 2023 22:13:00 GMT"}, 0.0),
+    (
+        "retry-after garbage, quota spent",
+        {"Retry-After": "soon", "Remaining-Req": "group=candles; sec=0"},
+        1.0,
+    ),
+    ("upbit quota spent", {"Remaining-Req": "group=candles; min=1800; sec=0"}, 1.0),
+    ("upbit quota left", {"Remaining-Req": "group=candles; min=1800; sec=4"}, None),
+    ("retry-after wins", {"Retry-After": "3", "Remaining-Req": "group=candles; min=1800; sec=0"}, 3.0),
+]
+
+
+@pytest.mark.parametrize(("headers", "wait"), [c[1:] for c in ADVICE_CASES], ids=[c[0] for c in ADVICE_CASES])
+def test_compute_advised_wait(headers: dict[str, str] | None, wait: float | None) -> None:
+    assert fetch.compute_advised_wait(headers, NOW_S) == wait
+
+
+RETRY_CASES = [
+    # (attempt, advised, delay): the backoff, longer if the server asks, none past MAX_ADVISED_WAIT_S
+    (0, None, 1.0),
+    (3, None, 8.0),
+    (10, None, 60.0),
+    (0, 7.0, 7.0),
+    (2, 1.0, 4.0),
+    (0, 600.0, 600.0),
+    (0, 601.0, None),
+]
+
+
+@pytest.mark.parametrize(("attempt", "advised", "delay"), RETRY_CASES)
+def test_compute_retry_delay(attempt: int, advised: float | None, delay: float | None) -> None:
+    assert fetch.compute_retry_delay(attempt, advised) == delay
+
+
+def test_upbit_json_429_maps_to_rate_limit_exceeded() -> None:
+    exchange = fetch.configure_exchange(ccxt.upbit())
+    assert exchange.exceptions["broad"]["too_many_requests"] is ccxt.RateLimitExceeded
+    assert "out_of_scope" in exchange.exceptions["broad"]  # ccxt's own names are kept
+    assert "too_many_requests" not in ccxt.upbit().exceptions["broad"]  # per instance, not the class
+    assert fetch.configure_exchange(_ScriptedExchange([])).id == "scripted"  # no exceptions map: unchanged
+
+
+@pytest.mark.parametrize(
+    ("error", "sleeps"),
+    [
+        (ccxt.RateLimitExceeded("429"), [5.0]),
+        (ccxt.DDoSProtection("418"), [5.0]),
+        (ccxt.RequestTimeout("t"), [1.0]),
+    ],
+)
+def test_only_slow_down_errors_read_the_response_headers(error: Exception, sleeps: list[float]) -> None:
+    """A timeout has no response: the last headers belong to an earlier one and must not set the pause."""
+    outcomes: list[Exception | None] = [error, None]
+
+    def call() -> str:
+        failure = outcomes.pop(0)
+        if failure is not None:
+            raise failure
+        return "page"
+
+    recorded: list[float] = []
+    result = fetch.call_with_retry(call, sleep=recorded.append, max_retries=1, what="x", advice=lambda: 5.0)
+    assert (result, recorded) == ("page", sleeps)
