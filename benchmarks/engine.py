@@ -7,6 +7,8 @@ measured in the same run on the same machine.
 - Latency: one `run_backtest` with the default parameters; baseline: the naive loop for the same backtest.
 - Cold start: a fresh interpreter that imports the engine and runs its first backtest; baseline: a fresh
   interpreter that only imports numpy and pandas (the floor any pandas-based engine pays).
+- Bars identity: `bars_sha256` (what a batch hashes every symbol's bars with) per million bars; baseline:
+  `validate_bars` on the same bars, which every load already pays.
 
     python benchmarks/engine.py [--quick] [--json] [--out FILE]
 """
@@ -29,6 +31,7 @@ from tabulate import tabulate
 
 from backtesting_modules import StrategyConfig, get_strategy, run_backtest, run_sweep, synthetic_bars
 from backtesting_modules.bars import BarArrays
+from backtesting_modules.data import bars_sha256, validate_bars
 from backtesting_modules.reference import reference_backtest
 from backtesting_modules.simulation import SimSettings
 
@@ -102,6 +105,19 @@ def bench_latency(bars: Any, repeats: int) -> dict[str, Any]:
     }
 
 
+def bench_hashing(n_bars: int, repeats: int) -> dict[str, Any]:
+    bars = synthetic_bars("KRW-BTC", periods=n_bars, freq="1min", seed=7)
+    hash_times, _ = timed(lambda: bars_sha256(bars), repeats)
+    validate_times, _ = timed(lambda: validate_bars(bars), repeats)
+    per_million = 1e6 / n_bars
+    return {
+        "bars": n_bars,
+        "hash_s_per_million": statistics.median(hash_times) * per_million,
+        "validate_s_per_million": statistics.median(validate_times) * per_million,
+        "hash_over_validate": statistics.median(hash_times) / statistics.median(validate_times),
+    }
+
+
 COLD_ENGINE = (
     "import backtesting_modules as bm;"
     "b = bm.synthetic_bars('KRW-BTC', periods=8760, seed=1);"
@@ -130,9 +146,9 @@ def bench_cold_start(repeats: int) -> dict[str, Any]:
     }
 
 
-def render(result: dict[str, Any]) -> str:
-    s, lat, cs = result["sweep"], result["latency"], result["cold_start"]
-    rows = [
+def _rows(result: dict[str, Any]) -> list[list[str]]:
+    s, lat, cs, h = result["sweep"], result["latency"], result["cold_start"], result["hashing"]
+    return [
         [
             "sweep: bar·combinations/s",
             f"{s['engine_bar_combos_per_s'] / 1e6:,.1f} M",
@@ -163,7 +179,18 @@ def render(result: dict[str, Any]) -> str:
             f"{cs['floor_s']:.2f} s (import numpy, pandas)",
             f"+{cs['engine_over_floor_s']:.2f} s",
         ],
+        [
+            f"bars identity: sha256 per million bars ({h['bars']:,} measured)",
+            f"{h['hash_s_per_million'] * 1000:.1f} ms",
+            f"{h['validate_s_per_million'] * 1000:.1f} ms (validate_bars)",
+            f"{h['hash_over_validate']:.2f}×",
+        ],
     ]
+
+
+def render(result: dict[str, Any]) -> str:
+    s, cs = result["sweep"], result["cold_start"]
+    rows = _rows(result)
     targets = [
         f"- sweep target ≥ 20 M bar·combinations/s per core: **{s['engine_bar_combos_per_s'] / 1e6:.1f} M** "
         f"({'met' if s['engine_bar_combos_per_s'] >= 20e6 else 'missed'})",
@@ -203,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": bench_sweep(bars, repeats, baseline_sample=3 if args.quick else 8),
         "latency": bench_latency(bars, repeats * 4),
         "cold_start": bench_cold_start(2 if args.quick else 5),
+        "hashing": bench_hashing(200_000 if args.quick else 1_000_000, repeats + 1),
     }
     report = render(result)
     if args.out:

@@ -148,19 +148,20 @@ def run_vectorised(spec: BatchSpec, bars: dict[str, pd.DataFrame]) -> Sample | N
 def run_distributed(
     runtime: LocalRuntime, spec: BatchSpec, target_s: float = DEFAULT_TARGET_SECONDS
 ) -> Sample:
-    """One batch through the running local pipeline; a fresh batch id each time (nothing reused)."""
-    batch = compute_batch_id(spec, salt=str(time.time_ns()))
+    """One batch through the running local pipeline; a fresh batch each time, every job run (no reuse)."""
     before = runtime.cpu_seconds()
     started = time.perf_counter()
     outcome = execute_batch(
         runtime.submitter(),
         spec,
-        batch,
+        salt=str(time.time_ns()),
+        reuse=False,
         depth=max(2, 2 * runtime.workers),
         timeout_s=3600.0,
         alive=runtime.alive,
         target_seconds=target_s,
     )
+    batch = outcome.batch_id
     wall = time.perf_counter() - started
     after = runtime.cpu_seconds()
     records = runtime.store().list_jobs(batch)

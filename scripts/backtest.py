@@ -35,7 +35,9 @@ from backtesting_modules import (
     synthetic_bars,
 )
 from backtesting_modules.backtest import RunInfo
+from backtesting_modules.data import bar_seconds, prepare_bars
 from backtesting_modules.errors import did_you_mean
+from backtesting_modules.jobs.spec import timeframe_delta
 from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.reports import (
     render_backtest,
@@ -112,18 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Backtest a registered strategy on bars from a file or a seeded synthetic series.",
         epilog=f"Strategies: {', '.join(list_strategies())}",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--data", metavar="FILE", help="CSV or Parquet bars (timestamp, open, high, low, close, volume)"
-    )
-    source.add_argument(
-        "--synthetic", metavar="SEED", type=int, help="seeded synthetic bars (labelled synthetic)"
-    )
-    parser.add_argument("--periods", type=int, default=8760, help="synthetic bars to generate (default 8760)")
-    parser.add_argument("--freq", default="1h", help="synthetic bar interval (default 1h)")
-    parser.add_argument(
-        "--symbol", help="symbol name (synthetic default SYNTH-KRW; files: from the file name)"
-    )
+    _add_data_arguments(parser)
     parser.add_argument("--strategy", required=True, help="registered strategy name")
     parser.add_argument("--param", action="append", default=[], metavar="K=V", help="a strategy parameter")
     parser.add_argument(
@@ -146,7 +137,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--report", metavar="FILE", help="write a markdown report to FILE")
     parser.add_argument("--png", metavar="FILE", help="also write the equity curve as PNG (needs matplotlib)")
-    tz = parser.add_argument_group("timezone backtester (--timezone; intraday bars)")
+    _add_timezone_arguments(parser.add_argument_group("timezone backtester (--timezone; intraday bars)"))
+    return parser
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the bars come from, and the window and gap policy they are prepared with."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--data", metavar="FILE", help="CSV or Parquet bars (timestamp, open, high, low, close, volume)"
+    )
+    source.add_argument(
+        "--synthetic", metavar="SEED", type=int, help="seeded synthetic bars (labelled synthetic)"
+    )
+    parser.add_argument("--periods", type=int, default=8760, help="synthetic bars to generate (default 8760)")
+    parser.add_argument("--freq", default="1h", help="synthetic bar interval (default 1h)")
+    parser.add_argument(
+        "--symbol", help="symbol name (synthetic default SYNTH-KRW; files: from the file name)"
+    )
+    parser.add_argument("--since", metavar="DATE", help="first bar to use, UTC, inclusive (e.g. 2024-01-01)")
+    parser.add_argument("--until", metavar="DATE", help="end of the bars to use, UTC, exclusive")
+    parser.add_argument(
+        "--gaps",
+        choices=["keep", "fill"],
+        default="keep",
+        help="missing bars: keep them out (indicators count bars) or fill them at the previous close with "
+        "zero volume (default keep); the report says which, with the count",
+    )
+    parser.add_argument(
+        "--timeframe",
+        metavar="TF",
+        help="bar interval gaps are measured by, e.g. 1h (default: the bars' median spacing)",
+    )
+
+
+def _add_timezone_arguments(tz: argparse._ArgumentGroup) -> None:
     tz.add_argument(
         "--timezone", action="store_true", help="run the timezone backtester and session analysis"
     )
@@ -164,20 +189,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the config's stop/take-profit instead of the dominant style's",
     )
     tz.add_argument("--no-scaling", action="store_true", help="do not scale size by market condition")
-    return parser
 
 
 def load_input(args: argparse.Namespace) -> pd.DataFrame:
+    """The bars the arguments name, cut to --since/--until with the --gaps policy applied."""
     if args.data:
-        return load_bars(args.data, symbol=args.symbol)
-    if args.periods < 2:
-        raise UsageError(f"--periods {args.periods}: need at least 2 bars.")
-    try:
-        return synthetic_bars(
-            args.symbol or "SYNTH-KRW", periods=args.periods, freq=args.freq, seed=args.synthetic
-        )
-    except BacktestError as exc:  # periods and seed are checked above: the bar interval is what failed
-        raise UsageError(f"--freq {args.freq!r}: {exc}") from exc
+        bars = load_bars(args.data, symbol=args.symbol)
+    else:
+        if args.periods < 2:
+            raise UsageError(f"--periods {args.periods}: need at least 2 bars.")
+        try:
+            bars = synthetic_bars(
+                args.symbol or "SYNTH-KRW", periods=args.periods, freq=args.freq, seed=args.synthetic
+            )
+        except BacktestError as exc:  # periods and seed are checked above: the bar interval is what failed
+            raise UsageError(f"--freq {args.freq!r}: {exc}") from exc
+    if args.timeframe:
+        try:
+            interval = timeframe_delta(args.timeframe)
+        except ValueError as exc:
+            raise UsageError(
+                f"--timeframe {args.timeframe!r}: not a bar interval ({exc}); e.g. 1m, 1h, 1d."
+            ) from exc
+        if interval <= pd.Timedelta(0):
+            raise UsageError(f"--timeframe {args.timeframe!r}: must be a positive interval, e.g. 1h.")
+    else:
+        interval = pd.Timedelta(seconds=bar_seconds(pd.DatetimeIndex(bars.index)))
+    name = str(bars.attrs.get("source", "bars"))
+    return prepare_bars(
+        bars, since=args.since, until=args.until, gaps=args.gaps, interval=interval, name=name
+    )
 
 
 def to_jsonable(value: Any) -> Any:

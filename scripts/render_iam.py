@@ -68,13 +68,15 @@ def render(
         docs[f"github-oidc-trust-{env}.json"] = github_oidc_trust_policy(account_id, repo, [env])
         docs[f"github-deploy-policy-{env}.json"] = github_deploy_policy(names, config.region, account_id)
         docs[f"{env}-worker-policy.json"] = worker_policy(
-            names, config.region, account_id, config.metric_namespace
+            names, config.region, account_id, config.metric_namespace, config.data_read_locations
         )
         docs[f"{env}-collector-policy.json"] = collector_policy(
             names, config.region, account_id, config.metric_namespace
         )
         docs[f"{env}-bucket-policy.json"] = bucket_policy_tls_only(names.bucket)
-        docs[f"github-batch-policy-{env}.json"] = batch_submitter_policy(names, config.region, account_id)
+        docs[f"github-batch-policy-{env}.json"] = batch_submitter_policy(
+            names, config.region, account_id, config.data_read_locations
+        )
     return docs
 
 

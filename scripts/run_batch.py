@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", metavar="BATCH_ID", help="submit only the jobs of BATCH_ID without a result"
     )
-    parser.add_argument("--rerun", action="store_true", help="a new batch id even if this spec ran before")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="a new batch, every job run again (by default a spec that ran on the same bars is reused)",
+    )
     parser.add_argument("--environment", help="stack environment from config/stack.yaml (e.g. dev)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     parser.add_argument(
@@ -79,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, batch: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: list[str]) -> dict[str, Any]:
+    """Run the batch; its id is appended to `known` as soon as the bars are resolved (for Ctrl-C)."""
     started = time.monotonic()
     interactive = sys.stderr.isatty() and not args.json
 
@@ -92,7 +97,16 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, batch: st
         consumers = args.workers if args.target == "local" else stack.worker.concurrency
         depth = max(2, 2 * consumers)
         return execute_batch(
-            submitter, spec, batch, depth=depth, timeout_s=args.timeout, alive=alive, on_progress=progress
+            submitter,
+            spec,
+            args.resume,
+            depth=depth,
+            timeout_s=args.timeout,
+            salt=str(time.time_ns()) if args.rerun else "",
+            reuse=not args.rerun,
+            alive=alive,
+            on_batch=known.append,
+            on_progress=progress,
         )
 
     if args.target == "local":
@@ -107,12 +121,11 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, batch: st
     else:
         outcome = execute(deployed_submitter(ClientFactory.from_environ(), stack))
     summary = outcome.summary
+    batch = outcome.batch_id
     conditions = [
         ("spec", args.spec),
         ("target", args.target),
         ("workers", str(args.workers if args.target == "local" else "Lambda")),
-        ("data", f"{spec.data.source.value} ({', '.join(spec.symbols)}, {spec.data.timeframe})"),
-        ("jobs", f"{summary['jobs']['succeeded']} succeeded, {summary['jobs']['failed']} failed"),
     ]
     report = write_reports(summary, Path(args.reports) / batch, conditions)
     return {
@@ -120,6 +133,7 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, batch: st
         "jobs_total": summary["jobs"]["total"],
         "jobs_succeeded": summary["jobs"]["succeeded"],
         "jobs_failed": summary["jobs"]["failed"],
+        "jobs_reused": summary["jobs"].get("reused", 0),
         "backtests": summary["backtests"],
         "elapsed_s": round(time.monotonic() - started, 3),
         "report": str(report),
@@ -129,7 +143,7 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, batch: st
 def estimate(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> int:
     """Plan the jobs (no emulator, no upload) and print the projection of the batch on AWS."""
     bars = estimate_bars(spec)
-    jobs = plan_jobs(spec, compute_batch_id(spec), bars=bars)
+    jobs = plan_jobs(spec, compute_batch_id(spec), bars=bars)  # described refs: counting jobs needs no bars
     backtests = count_backtests(spec)
     projection = project(
         len(jobs),
@@ -158,14 +172,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return estimate(args, spec, stack)
     if not args.json:
         eprint(f"batch {spec.name}: {count_backtests(spec):,} backtests on {args.target}")
-    batch = args.resume or compute_batch_id(spec, salt=str(time.time_ns()) if args.rerun else "")
+    known: list[str] = []
     try:
-        outcome = run(args, spec, stack, batch)
+        outcome = run(args, spec, stack, known)
     except KeyboardInterrupt as exc:
+        if not known:
+            parser.exit(exit_status(exc), f"\n{parser.prog}: interrupted before the batch was registered.\n")
         parser.exit(
             exit_status(exc),
-            f"\n{parser.prog}: interrupted; batch {batch} is kept: finish it with "
-            f"{parser.prog} {args.spec} --resume {batch}\n",
+            f"\n{parser.prog}: interrupted; batch {known[0]} is kept: finish it with "
+            f"{parser.prog} {args.spec} --resume {known[0]}\n",
         )
     except REPORTED_ERRORS as exc:
         parser.exit(exit_status(exc), f"{parser.prog}: error: {error_text(exc)}\n")

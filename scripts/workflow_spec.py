@@ -5,6 +5,13 @@
     python scripts/workflow_spec.py --spec custom --strategies SMA_Crossover,RSI_MeanReversion \\
         --symbols KRW-BTC,KRW-ETH --timeframe 1h --period 8760 \\
         --grid "SMA_Crossover.fast=5:50:5; SMA_Crossover.slow=20:200:10; RSI_MeanReversion.period=7,14"
+    python scripts/workflow_spec.py --spec custom --strategies SMA_Crossover --symbols KRW-BTC,KRW-ETH \\
+        --data "s3://my-market-data/upbit/{symbol}_1h.csv gaps=fill" --period 2024-01-01..2025-01-01 \\
+        --timeframe 1h --grid "fast=5:50:5; slow=20:200:10" --target aws
+
+`--data` is `synthetic` (seeded bars; `--period` is their count) or an S3 URI with `{symbol}` whose objects
+the workers read in place (`--period` is the window `since..until`, UTC, either side may be empty; an
+optional `gaps=keep|fill` follows the URI). S3 bars run on the deployed stack only (`--target aws`).
 
 The form's strings are data: the workflow passes them as quoted arguments, and they are only split and
 parsed here (list values with `yaml.safe_load`), never evaluated. The spec is written with
@@ -66,10 +73,7 @@ def parse_grid(text: str, strategies: Sequence[str]) -> dict[str, dict[str, Any]
     return grids
 
 
-def custom_spec(strategies: str, symbols: str, timeframe: str, period: str, grid: str) -> dict[str, Any]:
-    """The spec built from the form's strings (seeded synthetic data, ranked by Sharpe)."""
-    names = split(strategies)
-    grids = parse_grid(grid, names)
+def synthetic_data(timeframe: str, period: str) -> dict[str, Any]:
     try:
         periods = int(period)
     except ValueError:
@@ -77,11 +81,65 @@ def custom_spec(strategies: str, symbols: str, timeframe: str, period: str, grid
             f"period: {period!r} is not a whole number of bars; give an integer, e.g. 8760 "
             "(one year of 1h bars)."
         ) from None
+    return {"source": "synthetic", "seed": 42, "periods": periods, "freq": timeframe.strip()}
+
+
+def s3_data(tokens: Sequence[str], timeframe: str, period: str) -> dict[str, Any]:
+    """An S3 source: the URI, then optional `gaps=keep|fill`; the period is the window `since..until`."""
+    data: dict[str, Any] = {"source": "s3", "uri": tokens[0], "timeframe": timeframe.strip()}
+    for token in tokens[1:]:
+        key, _, value = token.partition("=")
+        if key != "gaps" or not value:
+            raise FormError(
+                f"data: {token!r} is not an option of S3 data; after the URI only gaps=keep or gaps=fill."
+            )
+        data["gaps"] = value
+    if period.strip():
+        since, sep, until = period.strip().partition("..")
+        if not sep:
+            raise FormError(
+                f"period: {period!r} is not a window for S3 data; give since..until as UTC dates, e.g. "
+                "2024-01-01..2025-01-01 (either side may be empty)."
+            )
+        data.update({k: v.strip() for k, v in (("since", since), ("until", until)) if v.strip()})
+    return data
+
+
+def data_section(data: str, timeframe: str, period: str, target: str | None) -> dict[str, Any]:
+    """The spec's data section from the form's `data` string (see the module docstring)."""
+    tokens = data.split()
+    if not tokens or tokens == ["synthetic"]:
+        return synthetic_data(timeframe, period)
+    if not tokens[0].startswith("s3://"):
+        raise FormError(
+            f"data: {data!r} is neither synthetic nor an S3 URI; give synthetic, or "
+            "s3://bucket/prefix/{symbol}_1h.csv (optionally followed by gaps=fill)."
+        )
+    if target is not None and target != "aws":
+        raise FormError(
+            f"data: S3 bars run on the deployed stack only (target aws), not on target {target}: the "
+            "embedded default on the runner cannot read your bucket."
+        )
+    return s3_data(tokens, timeframe, period)
+
+
+def custom_spec(
+    strategies: str,
+    symbols: str,
+    timeframe: str,
+    period: str,
+    grid: str,
+    data: str = "synthetic",
+    target: str | None = None,
+) -> dict[str, Any]:
+    """The spec built from the form's strings (synthetic or S3 bars, ranked by Sharpe)."""
+    names = split(strategies)
+    grids = parse_grid(grid, names)
     return {
         "name": "actions-custom",
         "job_type": "PARAMETER_OPTIMIZATION",
         "symbols": split(symbols),
-        "data": {"source": "synthetic", "seed": 42, "periods": periods, "freq": timeframe.strip()},
+        "data": data_section(data, timeframe, period, target),
         "config": {"filters": None},
         "strategies": [{"name": name, "grid": grids[name]} for name in names],
         "ranking": {"metric": "sharpe", "top": 20},
@@ -120,14 +178,15 @@ def build_spec(
     period: str = "",
     grid: str = "",
     priority: str | None = None,
+    data: str = "synthetic",
+    target: str | None = None,
 ) -> dict[str, Any]:
     """The spec the form asks for: the file `spec`, or (spec == 'custom') the one built from the strings.
 
     The strings are ignored for a spec file; only `priority` applies to both."""
-    base = (
-        custom_spec(strategies, symbols, timeframe, period, grid) if spec == CUSTOM else read_spec_file(spec)
-    )
-    return with_priority(base, priority)
+    if spec != CUSTOM:
+        return with_priority(read_spec_file(spec), priority)
+    return with_priority(custom_spec(strategies, symbols, timeframe, period, grid, data, target), priority)
 
 
 def dump(spec: dict[str, Any]) -> str:
@@ -142,7 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategies", default="", help="custom: comma-separated strategy names")
     parser.add_argument("--symbols", default="", help="custom: comma-separated symbols")
     parser.add_argument("--timeframe", default="1h", help="custom: bar timeframe (default 1h)")
-    parser.add_argument("--period", default="8760", help="custom: number of synthetic bars (default 8760)")
+    parser.add_argument(
+        "--period",
+        default="8760",
+        help="custom: synthetic bars to generate (default 8760), or the window since..until of S3 bars",
+    )
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        help="custom: synthetic (default), or s3://bucket/prefix/{symbol}_1h.csv [gaps=keep|fill]",
+    )
+    parser.add_argument("--target", choices=["local", "aws"], help="where the batch will run (S3 data: aws)")
     parser.add_argument(
         "--grid",
         default="",
@@ -165,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             period=args.period,
             grid=args.grid,
             priority=args.priority,
+            data=args.data,
+            target=args.target,
         )
     except FormError as exc:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")

@@ -69,7 +69,7 @@ class CleanRun:
                 self.results[key] = run_job(job, {s: bars[s] for s in job.symbols})
             result = self.results[key]
             out[job.job_id] = CleanJob(
-                body=encode_result_body(job.batch_id, job.job_id, result.columns),
+                body=encode_result_body(job.job_id, result.columns),
                 best=_canonical(result.best),
                 rows={
                     row_key(r): _canonical(r["metrics"])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from backtesting_modules.jobs.data_refs import DataRef
 from backtesting_modules.jobs.planner import Job, batch_id, plan_jobs
 from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.jobs.spec import BatchSpec, parse_spec
@@ -58,9 +59,9 @@ def chaos_spec(jobs: int, *, job_type: str = "PARAMETER_OPTIMIZATION", bars: int
     return parse_spec(chaos_spec_dict(jobs, job_type=job_type, bars=bars))
 
 
-def plan(spec: BatchSpec, batch: str) -> list[Job]:
+def plan(spec: BatchSpec, batch: str, refs: Mapping[str, DataRef]) -> list[Job]:
     bars = spec.data.periods or 0
-    return plan_jobs(spec, batch, bars=bars, target_seconds=ONE_COMBINATION)
+    return plan_jobs(spec, batch, refs=refs, bars=bars, target_seconds=ONE_COMBINATION)
 
 
 @dataclass
@@ -77,10 +78,10 @@ class ChaosBatch:
     @classmethod
     def register(cls, stack: Testbed, spec: BatchSpec, salt: str) -> ChaosBatch:
         submitter = Submitter(stack.clients, stack.names, stack.urls)
-        submitter.upload_bars(spec)
-        batch = batch_id(spec, salt=f"{stack.config.prefix}:{salt}")
-        jobs = plan(spec, batch)
-        submitter.register(spec, batch, jobs)
+        prepared = submitter.prepare(spec)
+        batch = batch_id(spec, prepared.refs, salt=f"{stack.config.prefix}:{salt}")
+        jobs = plan(spec, batch, prepared.refs)
+        submitter.register(spec, batch, jobs, prepared)
         return cls(stack, spec, batch, jobs)
 
     def send(self, bodies: Sequence[str]) -> None:

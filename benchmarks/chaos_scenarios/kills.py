@@ -23,11 +23,19 @@ class Kill:
     exitcode: int | None
 
 
-def _kill_when_stuck(batch: ChaosBatch, fault: str) -> Kill:
-    """Start a worker whose `fault` (a delay) makes it hang inside its first job; SIGKILL it there."""
+# A no-op delay on the victim's receives: the fault log says when it polls, so the held-back jobs are sent
+# only then (sent earlier, the other worker could take them all while the victim starts up).
+POLLING = "sqs.ReceiveMessage=delay:0.001"
+
+
+def _kill_when_stuck(batch: ChaosBatch, fault: str, held_back: list[str]) -> Kill:
+    """Start a worker whose `fault` (a delay) makes it hang inside its first job, send `held_back` once it
+    polls; SIGKILL it when it hangs."""
     stack = batch.stack
-    (victim,) = stack.start_workers(1, faults=fault)
+    (victim,) = stack.start_workers(1, faults=f"{fault},{POLLING}")
     pid = victim.pid or 0  # a started process has its pid
+    batch.wait(lambda: stack.injected(pid)["sqs.ReceiveMessage delay"] > 0, "the victim polling", 60)
+    batch.send(held_back)
     stuck = f"{fault.split('=', maxsplit=1)[0]} delay"
     batch.wait(lambda: stack.injected(pid)[stuck] > 0, "the victim stuck in its job", 60)
     job_id = batch.held_by(pid)
@@ -43,13 +51,19 @@ def run_worker_kills(stack: Testbed, spec: BatchSpec, clean: CleanRun, workers: 
     batch = ChaosBatch.register(stack, spec, "worker-kills")
     stack.start_workers(workers)
     stack.start_collector()
-    batch.send([encode_job(j) for j in batch.jobs])
+    bodies = [encode_job(j) for j in batch.jobs]
     total = len(batch.jobs)
+    cuts = [int(total * 0.4), int(total * 0.7)]
+    batch.send(bodies[: cuts[0]])
     kills: list[Kill] = []
     # The first victim hangs reading its bars (before the job ran), the second sending its result (after).
-    for fraction, fault in ((0.25, "s3.GetObject=delay:60"), (0.5, "sqs.SendMessage=delay:60")):
+    steps = (
+        (0.25, "s3.GetObject=delay:60", bodies[cuts[0] : cuts[1]]),
+        (0.5, "sqs.SendMessage=delay:60", bodies[cuts[1] :]),
+    )
+    for fraction, fault, held_back in steps:
         batch.wait_counted(int(total * fraction))
-        kills.append(_kill_when_stuck(batch, fault))
+        kills.append(_kill_when_stuck(batch, fault, held_back))
     batch.wait_complete()
     wall = _elapsed(batch)
     audit = batch.audit(clean)

@@ -3,13 +3,14 @@ job: each fails once and goes to the DLQ; the rest of the batch is untouched."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from backtesting_modules.jobs.messages import encode_job, job_message
 from backtesting_modules.jobs.planner import Job
-from backtesting_modules.jobs.spec import BatchSpec, data_hash
+from backtesting_modules.jobs.spec import BatchSpec
 from backtesting_modules.names import bars_key
 from opslib.local.testbed import Testbed
 
@@ -41,8 +42,9 @@ def run_poison(
     batch = ChaosBatch.register(stack, spec, "poison")
     total = len(batch.jobs)
     step = max(1, round(1 / share))
+    # Keys of the bars-key form (`bars/<sha256>.npz`) that no upload wrote: one absent, one corrupt.
     keys = {
-        kind: bars_key(data_hash(spec), f"KRW-{kind.upper()}") for kind in ("missing-bars", "corrupt-bars")
+        kind: bars_key(hashlib.sha256(kind.encode()).hexdigest()) for kind in ("missing-bars", "corrupt-bars")
     }
     stack.store.put_bytes(keys["corrupt-bars"], b"PK\x03\x04 not an npz: truncated on upload")
     bodies: list[str] = []

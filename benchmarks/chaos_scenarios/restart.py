@@ -16,6 +16,7 @@ from backtesting_modules.jobs.spec import BatchSpec, count_backtests
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.pipeline.store import Store
+from opslib.batch.bars import resolve_local
 from opslib.batch.execute import execute_batch
 from opslib.local.emulator import Emulator
 from opslib.local.runtime import LocalRuntime
@@ -98,7 +99,8 @@ def _restart_result(
     details: dict[str, Any],
 ) -> ScenarioResult:
     record = store.get_batch(batch)
-    jobs = plan_jobs(spec, batch, bars=spec.data.periods)
+    prepared = resolve_local(spec)
+    jobs = plan_jobs(spec, batch, refs=prepared.refs, bars=prepared.bars)
     audit = audit_batch(store, batch, clean.expected(jobs))
     finished = _timestamp(record.finished_at)
     records = store.list_jobs(batch)

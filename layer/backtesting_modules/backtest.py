@@ -8,7 +8,7 @@ result `run_backtest` gives for those parameters.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,11 +17,13 @@ import pandas as pd
 from . import indicators
 from .bars import BarArrays
 from .config import StrategyConfig
-from .data import validate_bars
+from .data import preparation_note, validate_bars
 from .errors import ConfigError, DataError, did_you_mean
-from .metrics import HIGHER_IS_BETTER, compute_metrics, legacy_metrics
+from .market_rules import RuleTally, render_rule_notes
+from .metrics import HIGHER_IS_BETTER, buy_and_hold, compute_metrics, legacy_metrics
 from .simulation import (
     SignalIndex,
+    SimOutput,
     SimSettings,
     allowed_entry_keys,
     equity_curves,
@@ -140,6 +142,9 @@ def _prepare(
             "load a longer period or use shorter windows."
         )
     mask, notes = compute_entry_mask(arrays, config)
+    prepared_note = preparation_note(frame_attrs)
+    if prepared_note is not None:
+        notes = [prepared_note, *notes]
     index = arrays.index
     info = RunInfo(
         strategy=strategy.name,
@@ -202,7 +207,7 @@ def _slice(table: ParamTable, start: int, stop: int) -> ParamTable:
 
 def _combos_trades(
     prepared: _Prepared, strategy: Strategy, table: ParamTable, total: int, step: int
-) -> TradeArrays:
+) -> SimOutput:
     """Signals block by block (bounded memory), indexed sparsely, then one trade loop over them all."""
     n = len(prepared.bars)
     entry_keys, exit_keys = [], []
@@ -219,7 +224,7 @@ def _combos_trades(
         total,
         prepared.settings,
     )
-    return output.trades
+    return output
 
 
 def _combo_range(trades: TradeArrays, start: int, stop: int) -> TradeArrays:
@@ -234,8 +239,18 @@ def _block_metrics(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     part = _combo_range(trades, start, stop)
     equity = equity_curves(prepared.bars, part, stop - start, prepared.settings)
+    cash, cost_rate = prepared.settings.initial_cash, prepared.settings.cost_rate
+    # Buy and hold of the same bars with the same fees: one curve for every block of a sweep.
+    benchmark = prepared.bars.memo(
+        ("buy_and_hold", cash, cost_rate),
+        lambda: buy_and_hold(prepared.bars.close, initial_cash=cash, cost_rate=cost_rate),
+    )
     metrics = compute_metrics(
-        equity, part, initial_cash=config.initial_cash, bar_seconds=prepared.info.bar_seconds
+        equity,
+        part,
+        initial_cash=config.initial_cash,
+        bar_seconds=prepared.info.bar_seconds,
+        benchmark=benchmark,
     )
     return metrics, equity
 
@@ -259,16 +274,40 @@ def run_backtest(
     values = resolve_params(spec, params)
     table = {k: np.asarray([v]) for k, v in values.items()}
     prepared = _prepare(bars, spec, table, config)
-    trades = _combos_trades(prepared, spec, table, 1, 1)
+    output = _combos_trades(prepared, spec, table, 1, 1)
+    trades = output.trades
     metrics, equity = _block_metrics(prepared, trades, 0, 1, config)
+    info = _with_rule_notes(prepared, config, _tally(prepared, output))
+    extras = {"skipped_orders": output.skipped.to_frame(prepared.bars.index)} if _rules_on(prepared) else {}
     return BacktestResult(
         params=values,
         metrics={k: float(v[0]) for k, v in metrics.items()},
         trades=trades.to_frame(prepared.bars.index),
         equity=pd.Series(equity[:, 0], index=prepared.bars.index, name="equity"),
         config=config,
-        info=prepared.info,
+        info=info,
+        extras=extras,
     )
+
+
+def _rules_on(prepared: _Prepared) -> bool:
+    return prepared.settings.ticks is not None or prepared.settings.sizing_rules
+
+
+def _tally(prepared: _Prepared, output: SimOutput, tally: RuleTally | None = None) -> RuleTally:
+    """What the exchange order rules did in `output`, added to `tally` (nothing when no rule is set)."""
+    tally = RuleTally() if tally is None else tally
+    if _rules_on(prepared):
+        tally.add(output.trades.filled_fraction, output.skipped.to_frame(prepared.bars.index))
+    return tally
+
+
+def _with_rule_notes(
+    prepared: _Prepared, config: StrategyConfig, tally: RuleTally, combos: int = 1
+) -> RunInfo:
+    """The run's info with the notes on the exchange order rules (unchanged when no rule is set)."""
+    notes = render_rule_notes(config.order_rules(), config.market_rules, tally, combos=combos)
+    return replace(prepared.info, notes=(*prepared.info.notes, *notes)) if notes else prepared.info
 
 
 def block_size(n_bars: int, block_cells: int = DEFAULT_BLOCK_CELLS) -> int:
@@ -301,16 +340,20 @@ def run_sweep(
     prepared = _prepare(bars, spec, table, config)
     step = block_size(len(prepared.bars), block_cells)
     parts: list[pd.DataFrame] = []
+    tally = RuleTally()
     for big in range(0, total, _LOOP_COMBOS):
         big_stop = min(big + _LOOP_COMBOS, total)
         big_table = _slice(table, big, big_stop)
-        trades = _combos_trades(prepared, spec, big_table, big_stop - big, step)
+        output = _combos_trades(prepared, spec, big_table, big_stop - big, step)
+        _tally(prepared, output, tally)
+        trades = output.trades
         for start in range(0, big_stop - big, step):
             stop = min(start + step, big_stop - big)
             metrics, _ = _block_metrics(prepared, trades, start, stop, config)
             parts.append(pd.DataFrame({**_slice(big_table, start, stop), **metrics}))
     frame = pd.concat(parts, ignore_index=True)
-    frame.attrs.update(combinations=total, skipped=skipped, info=prepared.info.to_dict())
+    info = _with_rule_notes(prepared, config, tally, combos=total)
+    frame.attrs.update(combinations=total, skipped=skipped, info=info.to_dict())
     return frame
 
 

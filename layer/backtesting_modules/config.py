@@ -1,8 +1,10 @@
 """`StrategyConfig`: the original system's configuration object, every field honoured by the engine.
 
 The field names and defaults are those of the original `backtesting_modules` so that existing user code keeps
-working. Fields the original lacked (fill convention, maximum holding time, Kelly options) are appended with
-defaults that change nothing for old callers.
+working. Fields the original lacked (fill convention, maximum holding time, Kelly options, exchange order
+rules) are appended with defaults that change nothing for old callers. Two original fields were accepted and
+never read: `technical_indicators` and `timezone_settings`; they now default to None and setting one is a
+ConfigError that names what replaced it.
 """
 
 from __future__ import annotations
@@ -12,22 +14,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .market_rules import OrderRules, preset_defaults, tick_table
 
 SizingMethod = Literal["fixed", "percent", "kelly"]
 FillMode = Literal["next_open", "close"]
 
 SIZING_METHODS: tuple[str, ...] = ("fixed", "percent", "kelly")
 FILL_MODES: tuple[str, ...] = ("next_open", "close")
-
-
-def _default_indicators() -> dict[str, Any]:
-    return {
-        "ma_periods": [20, 50, 200],
-        "rsi_period": 14,
-        "macd": {"fast": 12, "slow": 26, "signal": 9},
-        "bb_period": 20,
-        "atr_period": 14,
-    }
 
 
 def _default_filters() -> dict[str, Any]:
@@ -39,8 +32,17 @@ def _default_filters() -> dict[str, Any]:
     }
 
 
-def _default_timezone_settings() -> dict[str, Any]:
-    return {"enabled": False, "timezone": "Asia/Seoul"}
+# Original fields that were never read, and what does their job now.
+REMOVED_FIELDS: dict[str, str] = {
+    "technical_indicators": (
+        "indicator periods are each strategy's parameters: pass them as `params` to run_backtest (or as "
+        "`grid` to run_sweep; `params`/`grid` of a batch spec's strategy)"
+    ),
+    "timezone_settings": (
+        "timezone analysis is its own run: TimezoneBacktester (with TimezoneSettings), a batch with "
+        "`job_type: TIMEZONE_ANALYSIS`, or `scripts/backtest.py --timezone`"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,12 @@ class StrategyConfig:
 
     `stop_loss_pct` / `take_profit_pct` may be None to disable them. `filters` may be None (or {}) to
     disable entry filters; `min_volume` is the minimum quote turnover (close × volume) of the signal bar.
+
+    Exchange order rules (all off by default; docs/engine.md, "Exchange order rules"):
+    - ``min_order_value``: an entry whose order value (budget after fees) is below it is not placed.
+    - ``tick_table``: fill prices move onto the exchange's price ticks, buys up, sells down ("upbit_krw").
+    - ``max_volume_participation``: an entry fills at most this fraction of its fill bar's volume.
+    - ``market_rules``: a preset ("upbit_krw") filling in those three where they are None.
     """
 
     name: str = "default"
@@ -96,9 +104,9 @@ class StrategyConfig:
     min_volume: float = 1_000_000.0
     commission_rate: float = 0.0005
     slippage_rate: float = 0.001
-    technical_indicators: dict[str, Any] = field(default_factory=_default_indicators)
+    technical_indicators: dict[str, Any] | None = None  # never read: setting it is a ConfigError
     filters: dict[str, Any] | None = field(default_factory=_default_filters)
-    timezone_settings: dict[str, Any] = field(default_factory=_default_timezone_settings)
+    timezone_settings: dict[str, Any] | None = None  # never read: setting it is a ConfigError
     # Fields the original lacked.
     fill: FillMode = "next_open"
     max_holding_bars: int | None = None
@@ -106,6 +114,11 @@ class StrategyConfig:
     kelly_min_trades: int = 20
     kelly_max_fraction: float = 1.0
     kelly_floor: float = 0.01
+    # Exchange order rules (None: off).
+    min_order_value: float | None = None
+    tick_table: str | None = None
+    max_volume_participation: float | None = None
+    market_rules: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -139,6 +152,13 @@ class StrategyConfig:
         _check_range("kelly_max_fraction", self.kelly_max_fraction, 0.0, 1.0, low_open=True)
         _check_range("kelly_floor", self.kelly_floor, 0.0, self.kelly_max_fraction)
         self.entry_filters()  # validates the filters mapping
+        self.order_rules()  # validates the exchange order rules
+        for name, replacement in REMOVED_FIELDS.items():
+            if getattr(self, name) is not None:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} is no longer accepted: it was never read. "
+                    f"Instead, {replacement}. Leave {name} unset (None)."
+                )
 
     @property
     def cost_rate(self) -> float:
@@ -160,12 +180,32 @@ class StrategyConfig:
                 _check_range(f"filters.{key}", float(values[key]), 0.0, math.inf)
         return EntryFilters(**values)
 
+    def order_rules(self) -> OrderRules:
+        """The exchange order rules in force: each field as set, else the `market_rules` preset's value."""
+        preset = preset_defaults(self.market_rules)
+        min_order = _or_preset(self.min_order_value, preset, "min_order_value")
+        table = _or_preset(self.tick_table, preset, "tick_table")
+        participation = _or_preset(self.max_volume_participation, preset, "max_volume_participation")
+        if min_order is not None:
+            _check_range("min_order_value", min_order, 0.0, math.inf, high_open=True)
+        if participation is not None:
+            _check_range("max_volume_participation", participation, 0.0, 1.0, low_open=True)
+        return OrderRules(
+            min_order_value=float(min_order) if min_order is not None else None,
+            ticks=tick_table(table) if table is not None else None,
+            max_participation=float(participation) if participation is not None else None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _or_preset(value: Any, preset: dict[str, Any], name: str) -> Any:
+    return value if value is not None else preset.get(name)
 
 
 def _check_range(

@@ -13,6 +13,7 @@ is safe to backtest.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,40 @@ from pandas.api import types as ptypes
 from .data_resample import DAYS_PER_YEAR, SECONDS_PER_DAY, bar_seconds, bars_per_year, resample_bars
 from .data_synthetic import is_synthetic, synthetic_bars
 from .data_validation import COLUMNS, INDEX_NAME, validate_bars
+from .data_window import (
+    GAP_POLICIES,
+    Gaps,
+    apply_gap_policy,
+    bars_sha256,
+    cut_window,
+    describe_bars,
+    fill_gaps,
+    find_gaps,
+    preparation_note,
+    prepare_bars,
+)
 from .errors import DataError
 
 __all__ = [
     "COLUMNS",
     "DAYS_PER_YEAR",
+    "GAP_POLICIES",
     "INDEX_NAME",
     "SECONDS_PER_DAY",
+    "Gaps",
+    "apply_gap_policy",
     "bar_seconds",
     "bars_per_year",
+    "bars_sha256",
+    "cut_window",
+    "describe_bars",
+    "fill_gaps",
+    "find_gaps",
     "is_synthetic",
     "load_bars",
+    "parse_bars",
+    "preparation_note",
+    "prepare_bars",
     "resample_bars",
     "symbol_from_path",
     "synthetic_bars",
@@ -81,13 +105,27 @@ def load_bars(
     return validate_bars(frame, min_bars=min_bars, name=path.name)
 
 
-def _read_table(path: Path, suffix: str) -> pd.DataFrame:
+def parse_bars(body: bytes, *, suffix: str, name: str, symbol: str, min_bars: int = 2) -> pd.DataFrame:
+    """Bars from the bytes of a CSV or Parquet file (e.g. an S3 object), read as `load_bars` reads files;
+    attrs: symbol, source (`name`), synthetic=False."""
+    suffix = suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise DataError(
+            f"unsupported bar file type {suffix or '(none)'!r} for {name}: "
+            f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}."
+        )
+    frame = _index_by_timestamp(_read_table(io.BytesIO(body), suffix, name), name)
+    frame.attrs = {"symbol": symbol, "source": name, "synthetic": False}
+    return validate_bars(frame, min_bars=min_bars, name=name)
+
+
+def _read_table(source: Path | io.BytesIO, suffix: str, name: str | None = None) -> pd.DataFrame:
     kind = "CSV" if suffix in CSV_SUFFIXES else "Parquet"
     try:
-        return pd.read_csv(path) if kind == "CSV" else pd.read_parquet(path)
+        return pd.read_csv(source) if kind == "CSV" else pd.read_parquet(source)
     except (ValueError, OSError) as exc:  # pandas' parser errors and pyarrow's ArrowInvalid are ValueErrors
         raise DataError(
-            f"could not read {path} as {kind} ({type(exc).__name__}: {exc}): "
+            f"could not read {name or source} as {kind} ({type(exc).__name__}: {exc}): "
             f"check the file is a complete {kind} export, or re-fetch it."
         ) from exc
 

@@ -3,8 +3,8 @@
 The public entry point of the metrics: it owns the metric table (`METRIC_NAMES`, in report order), the
 ranking direction of every metric (`HIGHER_IS_BETTER`), the mapping to the original system's field names
 (`legacy_metrics`) and `compute_metrics`. The metric definitions (formulas, units and edge cases; see
-docs/metrics.md) live in `metrics_formulas`; the per-column totals they read come from `metrics_scan`, and
-the VaR from `metrics_var`.
+docs/metrics.md) live in `metrics_formulas`; the per-column totals they read come from `metrics_scan`, the
+VaR from `metrics_var`, and the buy-and-hold benchmark (`buy_and_hold`) from `metrics_benchmark`.
 
 `compute_metrics` works on an (n_bars, m) equity array, one column per parameter combination, and
 returns one float64 array of length m per metric. The curve statistics come from a single pass over
@@ -20,8 +20,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from .errors import ConfigError
+from .metrics_benchmark import _benchmark_returns, buy_and_hold
 from .metrics_formulas import (
     SECONDS_PER_YEAR,
+    _benchmark_metrics,
     _composite_score,
     _curve_metrics,
     _kelly_metrics,
@@ -37,6 +39,7 @@ __all__ = [
     "METRIC_NAMES",
     "SECONDS_PER_YEAR",
     "VAR_LEVEL",
+    "buy_and_hold",
     "compute_metrics",
     "legacy_metrics",
 ]
@@ -56,6 +59,11 @@ METRIC_NAMES: tuple[str, ...] = (
     "sortino",
     "calmar",
     "recovery_factor",
+    # against buy and hold of the same bars
+    "benchmark_return",
+    "excess_return",
+    "alpha",
+    "beta",
     # trades
     "trades",
     "winning_trades",
@@ -84,7 +92,10 @@ METRIC_NAMES: tuple[str, ...] = (
 
 # Ranking direction of every metric. Drawdown and VaR are negative numbers, so larger (closer to 0) is
 # better. The neutral ones lean towards less risk or more evidence: fewer bars in the market and shorter
-# holds tie up less capital; more trades make the other statistics more trustworthy.
+# holds tie up less capital; more trades make the other statistics more trustworthy. `beta` is neutral too and
+# leans the same way: lower means less of the result comes from the market (a long-only strategy's beta is
+# about 0 to 1, so lower is also closer to market-neutral). `benchmark_return` is the same for every
+# combination of a sweep; across a batch it ranks the markets, not the strategies.
 HIGHER_IS_BETTER: dict[str, bool] = {
     "total_return": True,
     "cagr": True,
@@ -97,6 +108,10 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "sortino": True,
     "calmar": True,
     "recovery_factor": True,
+    "benchmark_return": True,
+    "excess_return": True,
+    "alpha": True,
+    "beta": False,
     "trades": True,
     "winning_trades": True,
     "losing_trades": False,
@@ -149,18 +164,27 @@ LEGACY_NAMES: dict[str, str] = {
 
 
 def compute_metrics(
-    equity: np.ndarray, trades: TradeArrays, *, initial_cash: float, bar_seconds: float
+    equity: np.ndarray,
+    trades: TradeArrays,
+    *,
+    initial_cash: float,
+    bar_seconds: float,
+    benchmark: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every metric of `METRIC_NAMES` for each column of `equity` (a float64 array of length m each).
 
     `equity` is (n_bars, m): the equity of m parameter combinations marked at each bar's close (a 1-D
-    curve is one column); it is not modified. `trades.combo` indexes its columns.
+    curve is one column); it is not modified. `trades.combo` indexes its columns. `benchmark` is the
+    buy-and-hold equity over the same bars from the same initial cash (`buy_and_hold`); without it
+    `benchmark_return`, `excess_return`, `alpha` and `beta` are NaN.
     """
     values = _as_columns(equity)
     _check_scalars(initial_cash, bar_seconds)
     n_bars, n_cols = values.shape
-    scan = _scan_curves(values, float(initial_cash))
+    bench = _benchmark_returns(benchmark, n_bars, float(initial_cash)) if benchmark is not None else None
+    scan = _scan_curves(values, float(initial_cash), bench.deviations if bench is not None else None)
     out = _curve_metrics(values[-1], scan, n_bars, float(initial_cash), float(bar_seconds))
+    out.update(_benchmark_metrics(out["total_return"], scan, bench, n_bars, float(bar_seconds)))
     out["var_95"] = _value_at_risk(scan.tail, values, float(initial_cash), np.isnan(scan.sum_r))
     out.update(_trade_metrics(trades, n_cols, n_bars, float(bar_seconds)))
     out.update(_kelly_metrics(out["win_rate"], out["avg_win"], out["avg_loss"], out["trades"]))

@@ -1,9 +1,10 @@
 """The metric formulas: from the scan's per-column totals and the trade columns to the metric values; part of
 `metrics`.
 
-Curve metrics (returns, risk, risk-adjusted) come from a `_CurveScan`; trade statistics are `np.bincount` sums
-over the flat trade columns; the Kelly sizing metrics and the composite score are built on both. Units and
-edge cases are documented in docs/metrics.md. Import the metrics from `backtesting_modules.metrics`.
+Curve metrics (returns, risk, risk-adjusted) come from a `_CurveScan`; the benchmark metrics from the same
+scan and a `_Benchmark`; trade statistics are `np.bincount` sums over the flat trade columns; the Kelly sizing
+metrics and the composite score are built on both. Units and edge cases are documented in docs/metrics.md.
+Import the metrics from `backtesting_modules.metrics`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .metrics_benchmark import _Benchmark
 from .metrics_scan import _CurveScan, _longest_drawdown
 from .trades import TradeArrays
 
@@ -65,6 +67,32 @@ def _curve_metrics(
             "calmar": _safe_divide(cagr, np.abs(max_drawdown)),
             "recovery_factor": _safe_divide(last - initial_cash, scan.max_gap),
         }
+
+
+def _benchmark_metrics(
+    total_return: np.ndarray,
+    scan: _CurveScan,
+    benchmark: _Benchmark | None,
+    n_bars: int,
+    bar_seconds: float,
+) -> dict[str, np.ndarray]:
+    """Buy and hold against the strategy: beta = cov(r, r_b) / var(r_b), alpha = the regression's
+    intercept mean(r) − beta·mean(r_b) per bar, annualised × bars_per_year (it is a mean return, which
+    scales with time; the √bars_per_year of the Sharpe ratio is for a ratio to a standard deviation)."""
+    if benchmark is None:
+        names = ("benchmark_return", "excess_return", "alpha", "beta")
+        return {name: np.full_like(total_return, np.nan) for name in names}
+    benchmark_return = np.full_like(total_return, benchmark.total_return)
+    beta, alpha = np.full_like(total_return, np.nan), np.full_like(total_return, np.nan)
+    if not benchmark.flat:
+        beta = scan.cross / benchmark.variance_sum  # the ddof of cov and var cancels
+        alpha = (scan.sum_r / n_bars - beta * benchmark.mean) * (SECONDS_PER_YEAR / bar_seconds)
+    return {
+        "benchmark_return": benchmark_return,
+        "excess_return": total_return - benchmark_return,
+        "alpha": alpha,
+        "beta": beta,
+    }
 
 
 # --- trade metrics -----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """One pass over the equity curves: every per-column total the curve metrics need; part of `metrics`.
 
 The bars are read in cache-sized row chunks, so no (n_bars, m) temporary is ever allocated: each chunk adds
-its returns' moments, its deepest drawdown, its largest currency gap, its under-water flips and its VaR tail
-(`metrics_var`) to a `_CurveScan`. Import the metrics from `backtesting_modules.metrics`.
+its returns' moments, its deepest drawdown, its largest currency gap, its under-water flips, its VaR tail
+(`metrics_var`) and, given a benchmark (`metrics_benchmark`), the covariance numerator of its returns with
+the benchmark's to a `_CurveScan`. Import the metrics from `backtesting_modules.metrics`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _ROW_LOOP_MIN_COLUMNS = 32  # below this, accumulate along axis 0 beats a Python
 @dataclass
 class _CurveScan:
     """Per-column totals of one pass over the bars; `flips` are flat positions (bar * m + column)
-    where the curve goes under water or regains its peak."""
+    where the curve goes under water or regains its peak; `cross` is Σ r_t × (r_b,t − mean r_b) against
+    the benchmark's returns (zeros without a benchmark)."""
 
     sum_r: np.ndarray
     sum_sq: np.ndarray
@@ -29,6 +31,7 @@ class _CurveScan:
     min_ratio: np.ndarray
     max_gap: np.ndarray
     tail: _Tail
+    cross: np.ndarray
     flips: list[np.ndarray] = field(default_factory=list)
 
 
@@ -51,7 +54,8 @@ class _Scratch:
         return cls(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape), flags, masks)
 
 
-def _scan_curves(values: np.ndarray, initial_cash: float) -> _CurveScan:
+def _scan_curves(values: np.ndarray, initial_cash: float, deviations: np.ndarray | None = None) -> _CurveScan:
+    """The per-column totals; `deviations` are the benchmark's per-bar returns minus their mean."""
     n_bars, n_cols = values.shape
     rows = min(n_bars, _MAX_CHUNK_ROWS, max(16, _CHUNK_CELLS // n_cols))
     scratch = _Scratch.allocate(rows, n_cols)
@@ -59,7 +63,7 @@ def _scan_curves(values: np.ndarray, initial_cash: float) -> _CurveScan:
     lo, hi = _tail_bracket(values, initial_cash)
     count = np.zeros(n_cols, np.int64)
     tail = _Tail(lo, hi, count, count.copy())
-    scan = _CurveScan(zeros.copy(), zeros.copy(), zeros.copy(), np.ones(n_cols), zeros, tail)
+    scan = _CurveScan(zeros.copy(), zeros.copy(), zeros.copy(), np.ones(n_cols), zeros.copy(), tail, zeros)
     prev = np.full(n_cols, initial_cash)
     peak = prev.copy()
     under = np.zeros(n_cols, bool)
@@ -68,6 +72,11 @@ def _scan_curves(values: np.ndarray, initial_cash: float) -> _CurveScan:
         size = chunk.shape[0]
         returns = _chunk_returns(chunk, prev, scratch.returns[:size])
         _add_moments(scan, returns, scratch.work[:size])
+        if deviations is not None:
+            # One more read of the cached returns. einsum, not `@`: `@` calls the multithreaded BLAS, whose
+            # threads keep spinning after each call; with other processes on the cores (the local runtime's
+            # workers) that slowed the whole call by a third. No step of the metrics calls BLAS.
+            scan.cross += np.einsum("i,ij->j", deviations[start : start + size], returns)
         _add_tail(scan.tail, returns, scratch.masks, start * n_cols)
         peaks = _running_peak(chunk, peak, scratch.peak[:size])
         under = _add_drawdown(scan, chunk, peaks, under, scratch, start * n_cols)

@@ -80,6 +80,7 @@ BATCH_INDEX = "batches-by-created"  # GSI: every batch under one key, sorted by 
 BATCH_INDEX_HASH, BATCH_INDEX_RANGE = "GSI1PK", "GSI1SK"  # its key attributes (range: created_at)
 BATCH_INDEX_PK = "BATCHES"
 JOB_SK_PREFIX = "JOB#"
+RESULT_SK = "RESULT"  # a job's stored result (the reuse index), in the partition JOB#<job_id>
 
 
 def batch_pk(batch_id: str) -> str:
@@ -93,22 +94,29 @@ def job_sk(job_id: str) -> str:
     return f"{JOB_SK_PREFIX}{job_id}"
 
 
+def job_pk(job_id: str) -> str:
+    """The partition of a job's stored result, shared by every batch that plans the job."""
+    return f"{JOB_SK_PREFIX}{job_id}"
+
+
 # --- S3 keys ---------------------------------------------------------------------------------------------
 
 
-def bars_key(data_id: str, symbol: str) -> str:
-    """Bars of one symbol from one data source (`data_id` hashes the source description)."""
-    return f"bars/{data_id}/{symbol}.npz"
+def bars_key(bars_sha256: str) -> str:
+    """Bars uploaded by the driver, content-addressed: the sha256 of their canonical bytes (`data_window`)."""
+    return f"bars/{bars_sha256}.npz"
 
 
-def result_key(batch_id: str, job_id: str) -> str:
-    """Every row of one job (`jobs.results`: columnar JSON, metrics as base64 float64)."""
-    return f"results/{batch_id}/{job_id}.json"
+def result_key(job_id: str) -> str:
+    """Every row of one job (`jobs.results`: columnar JSON, metrics as base64 float64). Job ids hash the
+    job's content (bars included), so one stored result serves every batch that plans the same job."""
+    return f"results/{job_id}.json"
 
 
-def digest_key(batch_id: str, job_id: str) -> str:
-    """A job's result digest (top rows, mergeable aggregates) that batch summaries are built from."""
-    return f"results/{batch_id}/{job_id}.digest.json"
+def digest_key(job_id: str, top_n: int) -> str:
+    """A job's result digest for batches keeping `top_n` rows (top rows, mergeable aggregates): what batch
+    summaries are built from."""
+    return f"results/{job_id}.top{top_n}.digest.json"
 
 
 def summary_key(batch_id: str, created: datetime) -> str:

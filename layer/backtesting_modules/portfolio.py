@@ -7,6 +7,9 @@ fees, stops, targets, holding time, end of data) are those of the single-symbol 
 When more symbols signal an entry than there are free slots, candidates are ranked by the quote turnover
 (close × volume) of their signal bar, most liquid first, then by symbol name, so a run is deterministic.
 Sizing uses the portfolio's equity at the previous close (percent and kelly) and is capped by free cash.
+The exchange order rules apply per position as in the single-symbol simulator (ticks on every fill, the
+minimum order value and the volume participation on entries); a skipped entry leaves its slot free for the
+next ranked candidate.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from .bars import BarArrays
 from .config import StrategyConfig
 from .data import validate_bars
 from .errors import DataError
-from .metrics import compute_metrics
+from .market_rules import RuleTally, render_rule_notes
+from .metrics import buy_and_hold, compute_metrics
 from .rules import intrabar_exit, position_budget
-from .sim_core import SimSettings, fees_paid, sale_proceeds, units_for_budget
+from .sim_core import NO_SKIP, SimSettings, buy_price, entry_fill, fees_paid, sale_proceeds, sell_price
 from .strategies import Strategy, get_strategy, resolve_params
-from .trades import TRADE_COLUMNS, ExitReason, TradeArrays
+from .trades import TRADE_COLUMNS, ExitReason, OrderSkip, TradeArrays
 
 
 @dataclass
@@ -37,6 +41,7 @@ class _Position:
     price: float
     size: float
     cost: float
+    filled: float = 1.0  # filled fraction of the entry order
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class _SymbolFrame:
     entries: np.ndarray
     exits: np.ndarray
     turnover: np.ndarray
+    volume: np.ndarray
     last_bar: int
 
 
@@ -82,6 +88,7 @@ def _align(
         entries=spread(entries[:, 0] & ~exits[:, 0] & mask, False),
         exits=spread(exits[:, 0], False),
         turnover=spread(arrays.close * arrays.volume, 0.0),
+        volume=spread(arrays.volume, 0.0),
         last_bar=int(pos[-1]),
     )
 
@@ -96,10 +103,12 @@ class _Book:
         self.positions: dict[str, _Position] = {}
         self.closed: list[float] = []
         self.rows: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []  # entries the order rules skipped
 
     def close(self, symbol: str, bar: int, price: float, reason: ExitReason) -> None:
         pos = self.positions.pop(symbol)
         f = self.settings.cost_rate
+        price = sell_price(self.settings, price)
         pnl = sale_proceeds(pos.size, price, f) - pos.cost
         self.cash += pos.cost + pnl
         self.closed.append(pnl / pos.cost)
@@ -115,16 +124,24 @@ class _Book:
                 "pnl": pnl,
                 "return_pct": pnl / pos.cost,
                 "exit_reason": reason.name,
+                "filled_fraction": pos.filled,
             }
         )
 
-    def open(self, symbol: str, bar: int, price: float, equity: float) -> None:
+    def open(self, symbol: str, bar: int, price: float, equity: float, volume: float) -> None:
         budget = min(position_budget(self.settings, equity, self.closed), self.cash)
         if budget <= 0:
             return
-        size = units_for_budget(budget, price, self.settings.cost_rate)
-        self.cash -= budget
-        self.positions[symbol] = _Position(symbol, bar, price, size, budget)
+        price = buy_price(self.settings, price)
+        size, cost, filled, skip = entry_fill(self.settings, budget, price, volume)
+        if skip != NO_SKIP:
+            value = budget / (1.0 + self.settings.cost_rate)
+            self.skipped.append(
+                {"symbol": symbol, "bar": bar, "reason": OrderSkip(skip).name, "order_value": value}
+            )
+            return
+        self.cash -= cost
+        self.positions[symbol] = _Position(symbol, bar, price, size, cost, filled)
 
     def value(self, frames: Mapping[str, _SymbolFrame], t: int) -> float:
         return self.cash + sum(p.size * frames[s].close[t] for s, p in self.positions.items())
@@ -179,7 +196,7 @@ def _fill_entries(
         last_allowed = frame.last_bar - (1 if price == "close" else 0)
         if symbol in book.positions or not frame.present[t] or t > last_allowed:
             continue
-        book.open(symbol, t, float(getattr(frame, price)[t]), equity)
+        book.open(symbol, t, float(getattr(frame, price)[t]), equity, float(frame.volume[t]))
 
 
 def run_portfolio_backtest(
@@ -232,8 +249,14 @@ def _result(
     trades.insert(1, "entry_time", timeline[trades["entry_bar"].to_numpy(dtype=np.int64)])
     trades.insert(2, "exit_time", timeline[trades["exit_bar"].to_numpy(dtype=np.int64)])
     arrays = TradeArrays.from_records(trades)
+    skipped = _skipped_frame(book, timeline)
     seconds = BarArrays.from_frame(next(iter(frames_in.values()))).interval_seconds()
-    metrics = compute_metrics(equity[:, None], arrays, initial_cash=config.initial_cash, bar_seconds=seconds)
+    # The benchmark: equal-weight buy and hold of the symbols, each from its first close to its last.
+    closes = np.column_stack([f["close"].reindex(timeline).to_numpy(np.float64) for f in frames_in.values()])
+    benchmark = buy_and_hold(closes, initial_cash=config.initial_cash, cost_rate=config.cost_rate)
+    metrics = compute_metrics(
+        equity[:, None], arrays, initial_cash=config.initial_cash, bar_seconds=seconds, benchmark=benchmark
+    )
     info = RunInfo(
         strategy=spec.name,
         symbol=",".join(frames_in),
@@ -246,6 +269,11 @@ def _result(
         fill=config.fill,
         commission_rate=config.commission_rate,
         slippage_rate=config.slippage_rate,
+        notes=tuple(
+            render_rule_notes(
+                config.order_rules(), config.market_rules, RuleTally().add(arrays.filled_fraction, skipped)
+            )
+        ),
     )
     return BacktestResult(
         params=values,
@@ -254,5 +282,15 @@ def _result(
         equity=pd.Series(equity, index=timeline, name="equity"),
         config=config,
         info=info,
-        extras={"symbols": list(frames_in)},
+        extras={
+            "symbols": list(frames_in),
+            **({"skipped_orders": skipped} if config.order_rules().active else {}),
+        },
     )
+
+
+def _skipped_frame(book: _Book, timeline: pd.DatetimeIndex) -> pd.DataFrame:
+    """The entries the order rules skipped: symbol, time and position of the fill bar, reason, order value."""
+    skipped = pd.DataFrame(book.skipped, columns=["symbol", "bar", "reason", "order_value"])
+    skipped.insert(1, "time", timeline[skipped["bar"].to_numpy(dtype=np.int64)])
+    return skipped

@@ -3,17 +3,74 @@
 It is the executable specification: slow, obvious, and independent of the vectorised code. Tests check that
 both agree trade for trade; `benchmarks/engine.py` uses it as the baseline. It deliberately writes its fee
 arithmetic out instead of sharing the engine's fee helpers (`sim_core.units_for_budget` and co.), so that a
-mistake in those helpers cannot hide from the cross-check.
+mistake in those helpers cannot hide from the cross-check; likewise the exchange order rules (tick rounding,
+minimum order value, volume participation) are written out here again (`_on_tick`, `_order`), sharing only
+the tick table's data with the engine.
 """
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 from .bars import BarArrays
+from .market_rules import TICK_EPSILON
 from .rules import intrabar_exit, position_budget
 from .sim_core import SimSettings
-from .trades import ExitReason, TradeArrays
+from .trades import ExitReason, OrderSkip, TradeArrays
+
+# A skipped entry: (bar it would have filled on, `OrderSkip` code, order value).
+SkipRecord = tuple[int, int, float]
+
+
+def _on_tick(settings: SimSettings, price: float, *, up: bool) -> float:
+    """`price` on its band's tick grid, up for a buy and down for a sale (unchanged without a tick table)."""
+    if settings.ticks is None:
+        return price
+    tick = Fraction(0)
+    for lower, band_tick in settings.ticks.bands:  # ascending: the last band whose lower bound <= price
+        if price >= float(Fraction(lower)):
+            tick = Fraction(band_tick)
+    units = price / float(tick)
+    steps = math.ceil(units * (1 - TICK_EPSILON)) if up else math.floor(units * (1 + TICK_EPSILON))
+    return float(steps * tick)
+
+
+def _order(
+    settings: SimSettings, budget: float, price: float, volume: float
+) -> tuple[float, float, float] | OrderSkip:
+    """(units, cash paid, filled fraction) of an entry with this budget, or why the order is not filled."""
+    f = settings.cost_rate
+    if settings.min_order_value is not None and budget / (1 + f) < settings.min_order_value:
+        return OrderSkip.MIN_ORDER_VALUE
+    units = budget / (price * (1 + f))
+    if settings.max_participation is not None and units > settings.max_participation * volume:
+        most = settings.max_participation * volume
+        if most <= 0:
+            return OrderSkip.NO_VOLUME
+        return most, most * price * (1 + f), most / units
+    return units, budget, 1.0
+
+
+def _enter(
+    settings: SimSettings,
+    t: int,
+    price: float,
+    budget: float,
+    volume: float,
+    skipped: list[SkipRecord] | None,
+) -> dict[str, float] | None:
+    """The position an entry at `price` on bar `t` opens, or None (recorded in `skipped`) under the rules."""
+    price = _on_tick(settings, price, up=True)  # a buy: on the tick at or above
+    order = _order(settings, budget, price, volume)
+    if isinstance(order, OrderSkip):
+        if skipped is not None:
+            skipped.append((t, int(order), budget / (1 + settings.cost_rate)))
+        return None
+    size, paid, filled = order
+    return {"bar": t, "price": price, "size": size, "budget": paid, "filled": filled}
 
 
 def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcription of the rules
@@ -22,11 +79,14 @@ def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcri
     exits: np.ndarray,
     settings: SimSettings,
     entry_mask: np.ndarray | None = None,
+    skipped: list[SkipRecord] | None = None,
 ) -> TradeArrays:
-    """Trades of one combination (`entries`, `exits` are 1-D boolean arrays).
+    """Trades of one combination (`entries`, `exits` are 1-D boolean arrays). Entries the order rules skip
+    are appended to `skipped` when a list is given.
 
     It is one function on purpose: the independent cross-check is written out plainly, every rule in the order
-    a bar applies it, so it can be read against the rules line by line without following helpers.
+    a bar applies it, so it can be read against the rules line by line without following helpers (but for the
+    exchange order rules: `_enter` places an entry under them the same way for both fill conventions).
     """
     n = len(bars)
     f = settings.cost_rate
@@ -55,6 +115,7 @@ def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcri
             exit_fill = (c, ExitReason.END_OF_DATA)
         if position is not None and exit_fill is not None:
             price, reason = exit_fill
+            price = _on_tick(settings, price, up=False)  # a sale: on the tick at or below
             size, budget = position["size"], position["budget"]
             pnl = size * price * (1 - f) - budget
             rows.append(
@@ -68,6 +129,7 @@ def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcri
                     pnl,
                     pnl / budget,
                     int(reason),
+                    position["filled"],
                 )
             )
             cash += pnl
@@ -77,20 +139,23 @@ def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcri
         if next_open and pending_entry and position is None:
             budget = position_budget(settings, cash, closed)
             if budget > 0:
-                position = {"bar": t, "price": o, "size": budget / (o * (1 + f)), "budget": budget}
-                if t == n - 1:
-                    pnl = position["size"] * c * (1 - f) - budget
+                position = _enter(settings, t, o, budget, bars.volume[t], skipped)
+                if position is not None and t == n - 1:
+                    price, paid = position["price"], position["budget"]
+                    sale = _on_tick(settings, c, up=False)
+                    pnl = position["size"] * sale * (1 - f) - paid
                     rows.append(
                         (
                             t,
                             t,
-                            o,
-                            c,
+                            price,
+                            sale,
                             position["size"],
-                            position["size"] * f * (o + c),
+                            position["size"] * f * (price + sale),
                             pnl,
-                            pnl / budget,
+                            pnl / paid,
                             int(ExitReason.END_OF_DATA),
+                            position["filled"],
                         )
                     )
                     cash += pnl
@@ -105,7 +170,7 @@ def reference_backtest(  # noqa: C901, PLR0912 - a deliberately literal transcri
             else:
                 budget = position_budget(settings, cash, closed)
                 if budget > 0:
-                    position = {"bar": t, "price": c, "size": budget / (c * (1 + f)), "budget": budget}
+                    position = _enter(settings, t, c, budget, bars.volume[t], skipped)
         elif position is not None and next_open and exits[t]:
             pending_exit = True
     return _to_arrays(rows)
@@ -126,4 +191,5 @@ def _to_arrays(rows: list[tuple[float, ...]]) -> TradeArrays:
         pnl=np.asarray(cols[6], dtype=np.float64),
         return_pct=np.asarray(cols[7], dtype=np.float64),
         exit_reason=np.asarray(cols[8], dtype=np.int8),
+        filled_fraction=np.asarray(cols[9], dtype=np.float64),
     )

@@ -34,6 +34,9 @@ _PERCENT = {
     "kelly_half",
     "kelly_quarter",
     "var_95",
+    "benchmark_return",
+    "excess_return",
+    "alpha",
 }
 _CURRENCY = {"total_pnl", "gross_profit", "gross_loss", "expectancy"}
 _HEADLINE = (
@@ -51,6 +54,9 @@ _HEADLINE = (
     "exposure",
     "composite_score",
 )
+# The comparison with buy and hold of the same bars, shown beside the strategy's own return.
+_BENCHMARK = ("benchmark_return", "excess_return", "alpha", "beta")
+_BENCHMARK_HEADERS = {"benchmark_return": "buy and hold", "excess_return": "excess"}
 
 
 def format_value(name: str, value: Any) -> str:
@@ -182,13 +188,35 @@ def render_equity_chart(equity: pd.Series, points: int = 60) -> str:
     )
 
 
+def render_benchmark_line(metrics: Mapping[str, float], symbols: Sequence[str] = ()) -> str:
+    """The strategy beside buy and hold of the same bars (equal-weight for several `symbols`); '' when the
+    metrics have no benchmark."""
+    if not _has_benchmark(metrics):
+        return ""
+    held = f"equal-weight buy and hold of {', '.join(symbols)}" if len(symbols) > 1 else "buy and hold"
+    pct = {
+        m: _signed_percent(metrics.get(m))
+        for m in ("total_return", "benchmark_return", "excess_return", "alpha")
+    }
+    return (
+        f"**Against {held}** (same bars and fees, first close to last close): "
+        f"strategy {pct['total_return']}, buy and hold {pct['benchmark_return']}, "
+        f"excess {pct['excess_return']}, alpha {pct['alpha']} a year, "
+        f"beta {format_value('beta', metrics.get('beta'))}."
+    )
+
+
 def render_backtest(result: BacktestResult, *, title: str | None = None) -> str:
-    """The single-backtest report: conditions, metrics, equity chart, exit reasons, trades."""
+    """The single-backtest report: conditions, the strategy against buy and hold, metrics, equity chart,
+    exit reasons, trades."""
+    metrics = result.metrics
+    shown = [m for m in METRIC_NAMES if _has_benchmark(metrics) or m not in _BENCHMARK]
     parts = [
         f"# {title or f'Backtest: {result.strategy}'}",
         render_run_header(result.info, result.params, result.config),
         "## Metrics",
-        render_metrics_table(result.metrics),
+        render_benchmark_line(metrics, result.extras.get("symbols", ())),
+        render_metrics_table(metrics, shown),
         "## Equity",
         render_equity_chart(result.equity),
         "## Trades",
@@ -219,7 +247,8 @@ def render_sweep(
         f"# Parameter sweep: {strategy}",
         render_run_header(info, None, config),
         f"{frame.attrs.get('combinations', len(frame)):,} combinations run, "
-        f"{frame.attrs.get('skipped', 0):,} skipped by constraints; ranked by **{rank}**.",
+        f"{frame.attrs.get('skipped', 0):,} skipped by constraints; ranked by **{rank}**."
+        + _sweep_benchmark_text(frame),
         f"## Top {len(ranked)} by {rank}",
         tabulate(table, headers=shown, tablefmt="github", disable_numparse=True),
     ]
@@ -230,6 +259,12 @@ def render_sweep(
             render_heatmap(frame, varied[0], varied[1], rank),
         ]
     return "\n\n".join(parts) + "\n"
+
+
+def _sweep_benchmark_text(frame: pd.DataFrame) -> str:
+    """Buy and hold of the sweep's bars (the same for every combination), or '' without it."""
+    value = frame["benchmark_return"].iloc[0] if "benchmark_return" in frame and len(frame) else None
+    return "" if value is None or pd.isna(value) else f" Buy and hold of the same bars: {value:+.2%}."
 
 
 def render_heatmap(frame: pd.DataFrame, rows: str, cols: str, metric: str) -> str:
@@ -251,6 +286,17 @@ def fit_to_limit(markdown: str, limit: int = PR_COMMENT_LIMIT) -> str:
     budget = limit - len(note.encode())
     cut = encoded[:budget].decode(errors="ignore")
     return cut[: cut.rfind("\n")] + note
+
+
+def _has_benchmark(metrics: Mapping[str, Any]) -> bool:
+    """Whether `metrics` compare with buy and hold (runs without prices, like the timezone backtester's,
+    have NaN there)."""
+    value = metrics.get("benchmark_return")
+    return value is not None and not pd.isna(value)
+
+
+def _signed_percent(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):+.2%}"
 
 
 def _plain(value: Any) -> str:
@@ -319,24 +365,28 @@ def render_batch(
 
 
 def _batch_top(results: pd.DataFrame, rank: str, top: int, higher_is_better: bool) -> list[str]:
-    """The top `top` backtests by `rank` with six headline metrics: heading and table."""
+    """The top `top` backtests by `rank` with six headline metrics and buy and hold: heading and table."""
     ranked = results.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
-    metrics = [m for m in _HEADLINE if m in results.columns and m != rank]
+    metrics = [m for m in _HEADLINE if m in results.columns and m != rank][:6]
+    # Beside them, buy and hold of the same bars (results stored before it existed have no such column).
+    if "benchmark_return" in results and results["benchmark_return"].notna().any():
+        metrics += [m for m in _BENCHMARK if m in results.columns and m != rank]
     table = [
         [
             row["strategy"],
             row["symbol"],
             _params_text(row["params"]),
             format_value(rank, row[rank]),
-            *[format_value(m, row[m]) for m in metrics[:6]],
+            *[format_value(m, row[m]) for m in metrics],
         ]
         for _, row in ranked.iterrows()
     ]
+    headers = ["strategy", "symbol", "parameters", rank, *[_BENCHMARK_HEADERS.get(m, m) for m in metrics]]
     return [
         f"## Top {len(ranked)} by {rank}",
         tabulate(
             table,
-            headers=["strategy", "symbol", "parameters", rank, *metrics[:6]],
+            headers=headers,
             tablefmt="github",
             disable_numparse=True,
         ),

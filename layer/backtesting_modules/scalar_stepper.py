@@ -16,21 +16,26 @@ import numpy as np
 
 from .bars import BarArrays
 from .sim_core import (
+    NO_SKIP,
     PHASE_CLOSE,
     PHASE_INTRABAR,
     PHASE_OPEN,
     KellyState,
     SignalIndex,
     SimSettings,
+    buy_price,
+    entry_fill,
     fees_paid,
     high_table,
     low_table,
     sale_proceeds,
+    sell_price,
     units_for_budget,
 )
-from .trades import ExitReason
+from .trades import ExitReason, OrderSkip
 
-TradeRow = tuple[int, int, int, float, float, float, float, float, float, int]
+TradeRow = tuple[int, int, int, float, float, float, float, float, float, int, float]
+SkipRow = tuple[int, int, int, float]
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class _ScalarBars:
     closes: list[float]
 
     @property
+    def volumes(self) -> list[float]:  # only the volume participation reads them: built on first use
+        return self.bars.memo(("scalar_volumes",), self.bars.volume.tolist)
+
+    @property
     def low_levels(self) -> np.ndarray:
         return low_table(self.bars).table
 
@@ -54,7 +63,12 @@ class _ScalarBars:
 
 def _scalar_bars(bars: BarArrays) -> _ScalarBars:
     def build() -> _ScalarBars:
-        return _ScalarBars(bars=bars, n=len(bars), opens=bars.open.tolist(), closes=bars.close.tolist())
+        return _ScalarBars(
+            bars=bars,
+            n=len(bars),
+            opens=bars.open.tolist(),
+            closes=bars.close.tolist(),
+        )
 
     return bars.memo(("scalar_bars",), build)
 
@@ -85,7 +99,11 @@ def _key(bar: int, phase: int, priority: int) -> int:
 
 
 class ScalarStepper:
-    """Runs remaining combinations to completion, sharing cash, Kelly state and search positions."""
+    """Runs remaining combinations to completion, sharing cash, Kelly state and search positions.
+
+    Entries the exchange order rules skip are collected in `skipped` (combination, bar, reason, order
+    value), exactly as the vectorised loop records them.
+    """
 
     def __init__(
         self,
@@ -102,6 +120,7 @@ class ScalarStepper:
         self.exit_keys = exit_index.flat.tolist()
         self.s = settings
         self.cash, self.kelly, self.search_from = cash, kelly, search_from
+        self.skipped: list[SkipRow] = []
 
     def run(self, combo: int) -> list[TradeRow]:
         rows: list[TradeRow] = []
@@ -157,22 +176,71 @@ class ScalarStepper:
         return min(fraction * cash, cash)
 
     def _step(self, combo: int) -> TradeRow | None:
+        """One trade of `combo`; None when it is done (no signal, no cash, below the minimum order value)."""
         b, s = self.b, self.s
-        signal = _next_signal(self.entry_keys, b.n, combo, int(self.search_from[combo]))
-        if signal >= b.n or self.cash[combo] <= 0:
+        if s.ticks is None and not s.sizing_rules:  # no order rules: inline, this runs once per trade
+            signal = _next_signal(self.entry_keys, b.n, combo, int(self.search_from[combo]))
+            if signal >= b.n or self.cash[combo] <= 0:
+                return None
+            entry_bar = signal + (1 if s.fill_next_open else 0)
+            entry_price = b.opens[entry_bar] if s.fill_next_open else b.closes[entry_bar]
+            budget = self._budget(combo)
+            size, spent, filled = units_for_budget(budget, entry_price, s.cost_rate), budget, 1.0
+        elif (entry := self._next_entry(combo)) is not None:
+            entry_bar, entry_price, budget, size, spent, filled = entry
+        else:
             return None
-        entry_bar = signal + (1 if s.fill_next_open else 0)
-        entry_price = b.opens[entry_bar] if s.fill_next_open else b.closes[entry_bar]
         key, exit_price = min(self._exit_candidates(combo, entry_bar, entry_price))
         exit_bar, reason = key // 32, key % 8
-        budget = self._budget(combo)
+        if s.ticks is not None:
+            exit_price = sell_price(s, exit_price)
         f = s.cost_rate
-        size = units_for_budget(budget, entry_price, f)
-        pnl = sale_proceeds(size, exit_price, f) - budget
-        ret = pnl / budget if budget > 0 else 0.0
+        pnl = sale_proceeds(size, exit_price, f) - spent
+        ret = pnl / spent if budget > 0 else 0.0
         self.cash[combo] += pnl
         if budget > 0:
             self.kelly.record(combo, ret)
         self.search_from[combo] = exit_bar
         fees = fees_paid(size, entry_price, exit_price, f)
-        return (combo, entry_bar, exit_bar, entry_price, exit_price, size, fees, pnl, ret, reason)
+        return (combo, entry_bar, exit_bar, entry_price, exit_price, size, fees, pnl, ret, reason, filled)
+
+    def _next_entry(self, combo: int) -> tuple[int, float, float, float, float, float] | None:
+        """The next entry that fills: (bar, price, budget, units, cash spent, filled fraction), or None.
+
+        Entries the order rules skip are recorded on the way, as `simulation._skip_entries` records them:
+        one without volume alone (the search goes on), one below the minimum order value with every later
+        entry signal (no trade can change the budget any more: the combination is done).
+        """
+        b, s = self.b, self.s
+        shift = 1 if s.fill_next_open else 0
+        while True:
+            signal = _next_signal(self.entry_keys, b.n, combo, int(self.search_from[combo]))
+            if signal >= b.n or self.cash[combo] <= 0:
+                return None
+            entry_bar = signal + shift
+            entry_price = b.opens[entry_bar] if s.fill_next_open else b.closes[entry_bar]
+            if s.ticks is not None:
+                entry_price = buy_price(s, entry_price)
+            budget = self._budget(combo)
+            if not (s.sizing_rules and budget > 0):
+                return (
+                    entry_bar,
+                    entry_price,
+                    budget,
+                    units_for_budget(budget, entry_price, s.cost_rate),
+                    budget,
+                    1.0,
+                )
+            size, spent, filled, skip = entry_fill(s, budget, entry_price, b.volumes[entry_bar])
+            if skip == NO_SKIP:
+                return entry_bar, entry_price, budget, size, spent, filled
+            value = budget / (1.0 + s.cost_rate)
+            if skip == OrderSkip.NO_VOLUME:
+                self.skipped.append((combo, entry_bar, skip, value))
+                self.search_from[combo] = signal + 1
+                continue
+            keys, i = self.entry_keys, bisect.bisect_left(self.entry_keys, combo * b.n + signal)
+            while keys[i] < (combo + 1) * b.n:  # the sentinel past every column ends the loop
+                self.skipped.append((combo, keys[i] - combo * b.n + shift, skip, value))
+                i += 1
+            return None

@@ -1,4 +1,5 @@
-"""Building blocks of the simulators: settings, fee arithmetic, event ordering, and the two indexes that
+"""Building blocks of the simulators: settings, fee arithmetic, the exchange order rules applied to an
+entry (tick rounding, minimum order value, volume participation), event ordering, and the two indexes that
 make the trade-by-trade loop fast (a sparse table over lows/highs and sorted signal positions).
 """
 
@@ -11,6 +12,8 @@ import numpy as np
 
 from .bars import BarArrays
 from .config import SizingMethod, StrategyConfig
+from .market_rules import TickTable, round_price, round_prices
+from .trades import OrderSkip
 
 # Events inside one bar are ordered: the open, then the intrabar path (stops and targets), then the close.
 PHASE_OPEN, PHASE_INTRABAR, PHASE_CLOSE = 0, 1, 2
@@ -33,10 +36,15 @@ class SimSettings:
     kelly_min_trades: int
     kelly_max_fraction: float
     kelly_floor: float
+    # Exchange order rules (`StrategyConfig.order_rules`); None: off.
+    min_order_value: float | None = None
+    ticks: TickTable | None = None
+    max_participation: float | None = None
 
     @classmethod
     def from_config(cls, config: StrategyConfig) -> SimSettings:
         config.validate()
+        rules = config.order_rules()
         return cls(
             fill_next_open=config.fill == "next_open",
             cost_rate=config.cost_rate,
@@ -50,7 +58,15 @@ class SimSettings:
             kelly_min_trades=config.kelly_min_trades,
             kelly_max_fraction=config.kelly_max_fraction,
             kelly_floor=config.kelly_floor,
+            min_order_value=rules.min_order_value,
+            ticks=rules.ticks,
+            max_participation=rules.max_participation,
         )
+
+    @property
+    def sizing_rules(self) -> bool:
+        """True when the minimum order value or the volume participation may change an entry's fill."""
+        return self.min_order_value is not None or self.max_participation is not None
 
     @property
     def fixed_amount(self) -> float:
@@ -85,6 +101,71 @@ def fees_paid(
 ) -> FloatOrArray:
     """Fees of a round trip of `units` (both fills): units × f × (entry price + exit price)."""
     return units * cost_rate * (entry_price + exit_price)
+
+
+def buy_price(settings: SimSettings, price: float) -> float:
+    """An entry's fill price: on the tick at or above `price` when a tick table is set."""
+    return price if settings.ticks is None else round_price(price, settings.ticks, up=True)
+
+
+def sell_price(settings: SimSettings, price: float) -> float:
+    """An exit's fill price: on the tick at or below `price` when a tick table is set."""
+    return price if settings.ticks is None else round_price(price, settings.ticks, up=False)
+
+
+def buy_prices(settings: SimSettings, prices: np.ndarray) -> np.ndarray:
+    return prices if settings.ticks is None else round_prices(prices, settings.ticks, up=True)
+
+
+def sell_prices(settings: SimSettings, prices: np.ndarray) -> np.ndarray:
+    return prices if settings.ticks is None else round_prices(prices, settings.ticks, up=False)
+
+
+# An entry under the order rules, given its budget (fees included), fill price and the fill bar's volume:
+# - order value = budget / (1 + f), the quote value of the units; below `min_order_value` the order is not
+#   placed (OrderSkip.MIN_ORDER_VALUE);
+# - units = units_for_budget(...), capped at `max_participation` × volume; a capped fill is partial: it costs
+#   entry_cost(cap, ...), the rest of the budget stays cash, filled fraction = cap / units wanted; a cap of
+#   zero (no volume) fills nothing (OrderSkip.NO_VOLUME).
+# A skipped entry has units and cost 0. The scalar and array versions keep one operation order.
+NO_SKIP = -1
+
+
+def entry_fill(
+    settings: SimSettings, budget: float, price: float, volume: float
+) -> tuple[float, float, float, int]:
+    """Units, cash spent, filled fraction and skip code (NO_SKIP or an `OrderSkip`) of one entry."""
+    f = settings.cost_rate
+    if settings.min_order_value is not None and budget / (1.0 + f) < settings.min_order_value:
+        return 0.0, 0.0, 0.0, int(OrderSkip.MIN_ORDER_VALUE)
+    wanted = units_for_budget(budget, price, f)
+    if settings.max_participation is None or wanted <= settings.max_participation * volume:
+        return wanted, budget, 1.0, NO_SKIP
+    cap = settings.max_participation * volume
+    if cap <= 0:
+        return 0.0, 0.0, 0.0, int(OrderSkip.NO_VOLUME)
+    return cap, entry_cost(cap, price, f), cap / wanted, NO_SKIP
+
+
+def entry_fills(
+    settings: SimSettings, budget: np.ndarray, price: np.ndarray, volume: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`entry_fill` for arrays of entries (entries with a budget of 0 come out unskipped, with 0 units)."""
+    f = settings.cost_rate
+    wanted = units_for_budget(budget, price, f)
+    units, spent, filled = wanted, budget, np.ones_like(wanted)
+    skip = np.full(budget.shape, NO_SKIP, dtype=np.int8)
+    if settings.max_participation is not None:
+        cap = settings.max_participation * volume
+        partial = wanted > cap
+        units = np.where(partial, cap, wanted)
+        spent = np.where(partial, entry_cost(cap, price, f), budget)
+        filled = np.where(partial, np.divide(cap, wanted, out=np.zeros_like(cap), where=partial), 1.0)
+        skip[partial & (cap <= 0)] = OrderSkip.NO_VOLUME
+    if settings.min_order_value is not None:
+        skip[(budget > 0) & (budget / (1.0 + f) < settings.min_order_value)] = OrderSkip.MIN_ORDER_VALUE
+    skipped = skip != NO_SKIP
+    return np.where(skipped, 0.0, units), np.where(skipped, 0.0, spent), np.where(skipped, 0.0, filled), skip
 
 
 class SparseTable:

@@ -10,6 +10,9 @@ Trading rules (long-only spot, fractional units, one position per combination at
   through a level fills at its open.
 - An optional maximum holding time closes the position `max_holding_bars` bars after the entry fill.
 - A position still open on the last bar is closed at its close, reason END_OF_DATA.
+- Exchange order rules, when set: fill prices on the tick table (buys up, sells down; stop and target levels
+  derive from the rounded entry price), entries below the minimum order value not placed, entries capped at
+  a fraction of the fill bar's volume (see `sim_core.entry_fill`).
 
 Why it is fast: instead of stepping bar by bar, the loop steps *trade by trade* for all combinations together.
 Each step finds, per combination, the next entry signal (a binary search in the sorted signal positions), the
@@ -20,7 +23,7 @@ the trades as runs of constant cash and units (`equity_curves`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +32,7 @@ from .errors import ConfigError
 from .scalar_stepper import ScalarStepper
 from .sim_core import (
     NO_EVENT,
+    NO_SKIP,
     PHASE_CLOSE,
     PHASE_INTRABAR,
     PHASE_OPEN,
@@ -37,16 +41,19 @@ from .sim_core import (
     SimSettings,
     SparseTable,
     allowed_entry_keys,
+    buy_prices,
     entry_cost,
+    entry_fills,
     event_key,
     fees_paid,
     high_table,
     low_table,
     sale_proceeds,
+    sell_prices,
     signal_keys,
     units_for_budget,
 )
-from .trades import TRADE_COLUMNS, ExitReason, TradeArrays
+from .trades import TRADE_COLUMNS, ExitReason, OrderSkip, SkippedOrders, TradeArrays
 
 # Below this many combinations still trading, the scalar stepper is faster than a vectorised step
 # (measured: a vectorised step costs ~90 µs of numpy calls, a scalar trade ~10 µs).
@@ -66,7 +73,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SimOutput:
+    """The trades, and the entries the exchange order rules skipped (empty when no rule is set)."""
+
     trades: TradeArrays
+    skipped: SkippedOrders = field(default_factory=lambda: SkippedOrders.from_rows([]))
 
 
 def _position_budget(
@@ -180,7 +190,8 @@ def _vector_exit(
                 high_table(bars), opens, entry_bar + 1, horizon, level, ExitReason.TAKE_PROFIT, below=False
             )
         )
-    return _choose_exit(candidates)
+    exit_bar, exit_price, reason = _choose_exit(candidates)
+    return exit_bar, sell_prices(settings, exit_price), reason
 
 
 def simulate(
@@ -227,6 +238,7 @@ def simulate_indexed(
     search_from = np.zeros(m, dtype=np.int64)
     active = np.arange(m, dtype=np.int64)
     parts: list[tuple[np.ndarray, ...]] = []
+    skipped: list[tuple[int, int, int, float]] = []
 
     while active.size:
         if active.size < scalar_below:
@@ -234,6 +246,7 @@ def simulate_indexed(
             scalar_rows = [row for combo in active.tolist() for row in stepper.run(combo)]
             if scalar_rows:
                 parts.append(tuple(np.asarray(col) for col in zip(*scalar_rows, strict=True)))
+            skipped += stepper.skipped
             break
         signal_bar = entry_index.next_at_or_after(active, search_from[active])
         keep = (signal_bar < n) & (cash[active] > 0)
@@ -241,52 +254,94 @@ def simulate_indexed(
         if not active.size:
             break
         entry_bar = signal_bar + shift
-        entry_price = opens[entry_bar] if settings.fill_next_open else closes[entry_bar]
+        entry_price = buy_prices(settings, opens[entry_bar] if settings.fill_next_open else closes[entry_bar])
 
         exit_bar, exit_price, reason = _vector_exit(
             bars, exit_index, settings, active, entry_bar, entry_price
         )
-        trades, tradable = _settle(
-            settings, cash, kelly, active, entry_bar, exit_bar, entry_price, exit_price, reason
+        trades, tradable, skip = _settle(
+            settings, bars, cash, kelly, active, entry_bar, (exit_bar, entry_price, exit_price, reason)
         )
         parts.append(trades)
         search_from[active] = exit_bar
         # END_OF_DATA ends a combination; so does a budget of zero (nothing left to trade with).
         still = tradable & (reason != ExitReason.END_OF_DATA)
+        if skip is not None:
+            _skip_entries(entry_index, settings, (active, signal_bar), skip, (still, search_from), skipped)
         active = active[still]
 
-    return SimOutput(trades=_collect_trades(parts))
+    return SimOutput(trades=_collect_trades(parts), skipped=SkippedOrders.from_rows(skipped))
+
+
+def _skip_entries(
+    entry_index: SignalIndex,
+    settings: SimSettings,
+    entries: tuple[np.ndarray, np.ndarray],
+    skips: tuple[np.ndarray, np.ndarray],
+    state: tuple[np.ndarray, np.ndarray],
+    skipped: list[tuple[int, int, int, float]],
+) -> None:
+    """Record the entries the order rules skipped; update which combinations go on (`still`) and where their
+    next entry search starts (`search_from`).
+
+    An entry without volume is skipped alone: the search resumes on the next bar. An entry below the minimum
+    order value ends its combination: with no trade, its cash and Kelly state cannot change, so every later
+    entry signal would get the same budget and be skipped too; they are all recorded here at once.
+    """
+    (active, signal_bar), (code, value), (still, search_from) = entries, skips, state
+    n, keys = entry_index.n, entry_index.flat
+    shift = 1 if settings.fill_next_open else 0
+    for i in np.flatnonzero(code == OrderSkip.NO_VOLUME).tolist():
+        combo, bar = int(active[i]), int(signal_bar[i])
+        skipped.append((combo, bar + shift, int(OrderSkip.NO_VOLUME), float(value[i])))
+        search_from[combo] = bar + 1
+        still[i] = True
+    for i in np.flatnonzero(code == OrderSkip.MIN_ORDER_VALUE).tolist():
+        combo = int(active[i])
+        lo, hi = np.searchsorted(keys, [combo * n + int(signal_bar[i]), (combo + 1) * n])
+        reason, order_value = int(OrderSkip.MIN_ORDER_VALUE), float(value[i])
+        skipped.extend((combo, key - combo * n + shift, reason, order_value) for key in keys[lo:hi].tolist())
+        still[i] = False
 
 
 def _settle(
     settings: SimSettings,
+    bars: BarArrays,
     cash: np.ndarray,
     kelly: KellyState,
     active: np.ndarray,
     entry_bar: np.ndarray,
-    exit_bar: np.ndarray,
-    entry_price: np.ndarray,
-    exit_price: np.ndarray,
-    reason: np.ndarray,
-) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-    """Size and book one trade per active combination, whose fills are known; updates `cash` and `kelly`.
+    fills: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Size and book one trade per active combination, whose fills (exit bar, entry and exit price, exit
+    reason) are known; updates `cash` and `kelly`.
 
-    Returns the trades made (combination, then the `TRADE_COLUMNS`) and which combinations could afford one
-    (a budget of zero trades nothing).
+    Returns the trades made (combination, then the `TRADE_COLUMNS`), which combinations could afford one (a
+    budget of zero trades nothing) and, when an order rule is set, each entry's `OrderSkip` code (or
+    `NO_SKIP`) with its order value.
     """
+    exit_bar, entry_price, exit_price, reason = fills
     f = settings.cost_rate
     budget = _position_budget(settings, cash, active, kelly)
     tradable = budget > 0
-    size = units_for_budget(budget, entry_price, f)
+    skips = None
+    if settings.sizing_rules:
+        size, spent, filled, code = entry_fills(settings, budget, entry_price, bars.volume[entry_bar])
+        booked = tradable & (code == NO_SKIP)
+        skips = (code, budget / (1.0 + f))
+    else:
+        size, spent, filled, booked = units_for_budget(budget, entry_price, f), budget, None, tradable
     proceeds = sale_proceeds(size, exit_price, f)
-    pnl = proceeds - budget
-    returns = np.divide(pnl, budget, out=np.zeros_like(pnl), where=tradable)
+    pnl = proceeds - spent
+    returns = np.divide(pnl, spent, out=np.zeros_like(pnl), where=booked)
     fees = fees_paid(size, entry_price, exit_price, f)
-    rows = np.flatnonzero(tradable)
+    rows = np.flatnonzero(booked)
     cash[active] += pnl
     kelly.update(active[rows], returns[rows])
     columns = (active, entry_bar, exit_bar, entry_price, exit_price, size, fees, pnl, returns, reason)
-    return tuple(col[rows] for col in columns), tradable
+    trades = tuple(col[rows] for col in columns)
+    trades += (filled[rows] if filled is not None else np.ones(rows.size),)
+    return trades, tradable, skips
 
 
 def _collect_trades(parts: list[tuple[np.ndarray, ...]]) -> TradeArrays:

@@ -19,6 +19,13 @@ class ExitReason(IntEnum):
     END_OF_DATA = 4
 
 
+class OrderSkip(IntEnum):
+    """Why an entry signal was not filled although cash was available (the exchange order rules)."""
+
+    MIN_ORDER_VALUE = 0  # the order value (budget after fees) is below `min_order_value`
+    NO_VOLUME = 1  # `max_volume_participation` of a bar without volume: nothing could be filled
+
+
 # The per-trade columns every simulator produces, in this order (after `combo` or `symbol`).
 TRADE_COLUMNS = (
     "entry_bar",
@@ -30,6 +37,7 @@ TRADE_COLUMNS = (
     "pnl",
     "return_pct",
     "exit_reason",
+    "filled_fraction",
 )
 
 
@@ -40,7 +48,9 @@ class TradeArrays:
     Rows are grouped by combination and, within one, ordered by entry. `entry_bar`/`exit_bar` are bar
     positions: the bar on which the entry was filled and the bar during which the exit was filled.
     `size` is units bought; `fees` is commission plus slippage of both fills; `pnl` is net of fees;
-    `return_pct` is pnl over the entry cost including its fees.
+    `return_pct` is pnl over the entry cost including its fees. `filled_fraction` is the share of the
+    entry order that was filled: 1.0, or less when `max_volume_participation` capped it (a partial fill).
+    It may be omitted when building trades by hand (it then defaults to 1.0 for every row).
     """
 
     combo: np.ndarray
@@ -53,6 +63,11 @@ class TradeArrays:
     pnl: np.ndarray
     return_pct: np.ndarray
     exit_reason: np.ndarray
+    filled_fraction: np.ndarray = None  # type: ignore[assignment]  # None: every order filled in full
+
+    def __post_init__(self) -> None:
+        if self.filled_fraction is None:
+            object.__setattr__(self, "filled_fraction", np.ones(self.combo.shape[0]))
 
     def __len__(self) -> int:
         return int(self.combo.shape[0])
@@ -86,10 +101,9 @@ class TradeArrays:
     def from_records(cls, trades: pd.DataFrame) -> TradeArrays:
         """Columns of a trade table with bar positions and reason names (one combination, code 0)."""
         codes = {r.name: int(r) for r in ExitReason}
-        floats = {
-            name: trades[name].to_numpy(dtype=np.float64)
-            for name in ("entry_price", "exit_price", "size", "fees", "pnl", "return_pct")
-        }
+        names = ["entry_price", "exit_price", "size", "fees", "pnl", "return_pct"]
+        names += ["filled_fraction"] if "filled_fraction" in trades.columns else []
+        floats = {name: trades[name].to_numpy(dtype=np.float64) for name in names}
         return cls(
             combo=np.zeros(len(trades), dtype=np.int64),
             entry_bar=trades["entry_bar"].to_numpy(dtype=np.int64),
@@ -114,5 +128,55 @@ class TradeArrays:
                 "pnl": self.pnl,
                 "return_pct": self.return_pct,
                 "exit_reason": reasons[self.exit_reason.astype(np.intp)],
+                "filled_fraction": self.filled_fraction,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class SkippedOrders:
+    """Entry signals that were not filled because of the exchange order rules, one row each.
+
+    `bar` is the bar the entry would have filled on; `order_value` the quote value of the order (its
+    budget after fees); `reason` an `OrderSkip` code. Rows are grouped by combination, ordered by bar.
+    """
+
+    combo: np.ndarray
+    bar: np.ndarray
+    reason: np.ndarray
+    order_value: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.combo.shape[0])
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[int, int, int, float]]) -> SkippedOrders:
+        """From (combo, bar, reason, order value) rows in any order."""
+        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+        combo, bar = np.asarray(cols[0], dtype=np.int64), np.asarray(cols[1], dtype=np.int64)
+        order = np.lexsort((bar, combo))
+        return cls(
+            combo=combo[order],
+            bar=bar[order],
+            reason=np.asarray(cols[2], dtype=np.int8)[order],
+            order_value=np.asarray(cols[3], dtype=np.float64)[order],
+        )
+
+    def for_combo(self, combo: int) -> SkippedOrders:
+        keep = self.combo == combo
+        return SkippedOrders(self.combo[keep], self.bar[keep], self.reason[keep], self.order_value[keep])
+
+    def count(self, reason: OrderSkip) -> int:
+        return int(np.count_nonzero(self.reason == reason))
+
+    def to_frame(self, index: pd.DatetimeIndex) -> pd.DataFrame:
+        """One row per order not placed or not filled: time and position of its bar, reason, value."""
+        reasons = np.array([r.name for r in OrderSkip])
+        return pd.DataFrame(
+            {
+                "time": index[self.bar],
+                "bar": self.bar,
+                "reason": reasons[self.reason.astype(np.intp)],
+                "order_value": self.order_value,
             }
         )

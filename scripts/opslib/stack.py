@@ -88,6 +88,9 @@ class StackConfig:
     layer: LayerSettings = field(default_factory=LayerSettings)
     inline_limit_bytes: int = DEFAULT_INLINE_LIMIT
     metric_namespace: str = METRIC_NAMESPACE
+    # S3 locations ("s3://bucket/prefix/") a batch may read bars from in place (data.source: s3): the
+    # worker and the batch submitter may read objects there and nowhere else outside the stack's bucket.
+    data_read_locations: tuple[str, ...] = ()
 
     def names(self, account_id: str | None = None) -> StackNames:
         return StackNames(prefix=self.prefix, account_id=account_id)
@@ -158,11 +161,35 @@ def _build(raw: Mapping[str, Any], path: Path) -> StackConfig:
                 (raw.get("results") or {}).get("inline_limit_bytes", DEFAULT_INLINE_LIMIT)
             ),
             metric_namespace=str((raw.get("metrics") or {}).get("namespace", METRIC_NAMESPACE)),
+            data_read_locations=read_locations((raw.get("data") or {}), path),
         )
     except KeyError as exc:
         raise StackConfigError(f"{path}: missing setting {exc}; see config/stack.yaml.") from exc
     except (TypeError, ValueError) as exc:
         raise StackConfigError(f"{path}: malformed setting ({exc}); see config/stack.yaml.") from exc
+
+
+def read_locations(data: Any, path: Path | str) -> tuple[str, ...]:
+    """`data.read_locations`: S3 URIs of a bucket and a prefix ending in "/" (or the whole bucket)."""
+    if not isinstance(data, Mapping) or set(data) - {"read_locations"}:
+        unknown = sorted(set(data) - {"read_locations"}) if isinstance(data, Mapping) else data
+        raise StackConfigError(
+            f"{path}: data: unknown setting(s) {unknown}; the one setting is read_locations."
+        )
+    values = data.get("read_locations") or []
+    if not isinstance(values, list):
+        raise StackConfigError(f"{path}: data.read_locations must be a list of s3://bucket/prefix/ URIs.")
+    out = []
+    for value in values:
+        uri = str(value)
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not bucket or (prefix and not prefix.endswith("/")) or "*" in uri:
+            raise StackConfigError(
+                f"{path}: data.read_locations: {uri!r} is not an S3 location; write s3://bucket/prefix/ "
+                "(the prefix ends with '/'; no wildcards) or s3://bucket/ for the whole bucket."
+            )
+        out.append(f"s3://{bucket}/{prefix}")
+    return tuple(out)
 
 
 def _section(kind: type[T], values: Any, name: str, path: Path) -> T:

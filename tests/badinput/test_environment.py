@@ -3,6 +3,7 @@ deployed, handler variables missing. Each is refused with the cause and the fix,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import boto3
@@ -11,8 +12,9 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from backtesting_modules.pipeline.env import HandlerEnv
 from backtesting_modules.pipeline.errors import HandlerEnvError
+from opslib.errors import StackConfigError
 from opslib.local.pollers import load_handler, sqs_record
-from opslib.stack import DEFAULT_STACK
+from opslib.stack import DEFAULT_STACK, load_stack
 from tests.badinput.support import DeployedStack, spec_text, write
 from tests.script_loader import load_script, run_main
 
@@ -89,6 +91,32 @@ def test_a_stack_configuration_with_a_region_typo_is_refused(
     assert code == 2, err
     assert "region 'ap-northeast2' is not an AWS region" in err and "Did you mean 'ap-northeast-2'?" in err
     assert boto3.client("sqs").list_queues().get("QueueUrls", []) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("[s3://market-data/upbit]", "'s3://market-data/upbit' is not an S3 location"),
+        ("[market-data/upbit/]", "'market-data/upbit/' is not an S3 location"),
+        ("[s3://market-data/*/]", "no wildcards"),
+        ("s3://market-data/", "must be a list"),
+    ],
+)
+def test_a_data_read_location_that_is_not_an_s3_prefix_is_refused(
+    value: str, expected: str, tmp_path: Path
+) -> None:
+    text = DEFAULT_STACK.read_text(encoding="utf-8").replace("read_locations: []", f"read_locations: {value}")
+    with pytest.raises(StackConfigError, match=re.escape(expected)):
+        load_stack(write(tmp_path / "stack.yaml", text))
+
+
+def test_data_read_locations_are_read_from_the_stack(tmp_path: Path) -> None:
+    text = DEFAULT_STACK.read_text(encoding="utf-8").replace(
+        "read_locations: []", "read_locations: [s3://market-data/upbit/, s3://all-of-it]"
+    )
+    config = load_stack(write(tmp_path / "stack.yaml", text))
+    assert config.data_read_locations == ("s3://market-data/upbit/", "s3://all-of-it/")
+    assert load_stack().data_read_locations == ()
 
 
 HANDLER_ENV = {

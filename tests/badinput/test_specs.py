@@ -100,6 +100,38 @@ CASES = [
         "config.filters",
         "a value of the wrong type",
     ),
+    (
+        "gap-policy",
+        spec_text(data={"source": "files", "pattern": "data/{symbol}_1h.csv", "gaps": "sometimes"}),
+        "data.gaps: 'sometimes' is not a gap policy",
+        "use keep (leave missing bars out) or fill",
+    ),
+    (
+        "unknown-market-rules",
+        spec_text(config={"market_rules": "upbit_krv"}),
+        "config.market_rules",
+        "Did you mean 'upbit_krw'?",
+    ),
+    (
+        "removed-config-field",
+        spec_text(config={"technical_indicators": {"rsi": 14}}),
+        "config.technical_indicators",
+        "indicator periods are each strategy's parameters",
+    ),
+    (
+        "empty-window",
+        spec_text(
+            data={"source": "synthetic", "seed": 1, "periods": 500, "freq": "1h", "since": "2030-01-01"}
+        ),
+        "KRW-BTC: synthetic(seed=1): the window since 2030-01-01",
+        "move the window into it",
+    ),
+    (
+        "missing-bars-file",
+        spec_text(data={"source": "files", "pattern": "data/nowhere/{symbol}_1h.csv"}),
+        "KRW-BTC: bar file",
+        "fetch it with `python scripts/fetch_ohlcv.py`",
+    ),
     ("not-yaml", "name: [unclosed\n", "not valid YAML", "fix the syntax"),
     ("empty-file", "", "expected a mapping with keys name", "fix the YAML there"),
     ("no-file", None, "cannot read the batch spec", "check the path"),

@@ -18,12 +18,12 @@ import pytest
 from backtesting_modules.jobs.messages import encode_job
 from backtesting_modules.jobs.planner import Job, batch_id, plan_jobs
 from backtesting_modules.jobs.runner import JobStatus, run_job
-from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
-from backtesting_modules.names import StackNames, bars_key
+from backtesting_modules.jobs.spec import BatchSpec, parse_spec
+from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.pipeline.store import Store
-from opslib.batch.bars import load_symbol_bars
+from opslib.batch.bars import PreparedData, load_symbol_bars
 from opslib.batch.submitter import Submitter
 from opslib.local.emulator import Emulator
 from opslib.local.pollers import wait_until
@@ -64,6 +64,7 @@ class LocalBatch:
     spec: BatchSpec
     batch: str
     jobs: list[Job]
+    prepared: PreparedData
 
     @property
     def store(self) -> Store:
@@ -113,11 +114,11 @@ def local(emulator: Emulator, tmp_path: Path) -> Iterator[LocalBatch]:
     bed = Testbed.create(emulator, f"e2e{next(_prefixes)}", tmp_path, inline_result_limit=2000)
     spec = parse_spec(SPEC)
     submitter = Submitter(bed.clients, bed.names, bed.urls)
-    submitter.upload_bars(spec)
-    batch = batch_id(spec, salt=bed.config.prefix)
-    jobs = plan_jobs(spec, batch, bars=3000, target_seconds=0.02)
-    submitter.register(spec, batch, jobs)
-    yield LocalBatch(bed, spec, batch, jobs)
+    prepared = submitter.prepare(spec)
+    batch = batch_id(spec, prepared.refs, salt=bed.config.prefix)
+    jobs = plan_jobs(spec, batch, refs=prepared.refs, bars=3000, target_seconds=0.02)
+    submitter.register(spec, batch, jobs, prepared)
+    yield LocalBatch(bed, spec, batch, jobs, prepared)
     bed.stop()
 
 
@@ -178,7 +179,7 @@ def test_retryable_faults_are_redelivered_and_succeed(local: LocalBatch) -> None
 
 
 def test_missing_bars_fail_once_and_go_to_the_dlq(local: LocalBatch) -> None:
-    missing = bars_key(data_hash(local.spec), "KRW-XRP")
+    missing = local.prepared.refs["KRW-XRP"].key
     local.clients.client("s3").delete_object(Bucket=local.names.bucket, Key=missing)
     poisoned = [j for j in local.jobs if "KRW-XRP" in j.symbols]
     local.start_workers(2)
@@ -235,7 +236,7 @@ def test_resubmitting_a_finished_batch_reuses_its_results(local: LocalBatch) -> 
     local.send(local.jobs)
     local.wait_complete()
     submitter = Submitter(local.clients, local.names, local.urls)
-    assert submitter.register(local.spec, local.batch, local.jobs) is False  # same id: not a new batch
+    assert submitter.register(local.spec, local.batch, local.jobs, local.prepared) is False  # not a new batch
     assert submitter.pending(local.batch, local.jobs) == []  # nothing to recompute
     partial = local.jobs[:2]
     assert submitter.pending(local.batch, local.jobs + partial) == []

@@ -44,6 +44,21 @@ def bars() -> pd.DataFrame:
         ("RSI_MeanReversion", {"period": [7, 14], "lower": [25, 30]}, {"position_size_method": "kelly"}),
         ("Donchian_Breakout", {"entry_period": [10, 20], "exit_period": [5, 10]}, {"take_profit_pct": 0.05}),
         ("Dynamic_RSI_MACD", {"rsi_period": [7, 10]}, {"position_size_method": "fixed"}),
+        (  # exchange order rules: ticks, and entries capped at 0.1 % of a bar's volume (partial fills)
+            "SMA_Crossover",
+            {"fast": [5, 15], "slow": [20, 40]},
+            {"market_rules": "upbit_krw", "max_volume_participation": 0.001, "stop_loss_pct": 0.02},
+        ),
+        (  # a minimum order reached after losses: every later entry is skipped
+            "SMA_Crossover",
+            {"fast": [5, 10], "slow": [20, 30]},
+            {
+                "tick_table": "upbit_krw",
+                "min_order_value": 9_000_000.0,
+                "position_size_method": "percent",
+                "position_size_value": 1.0,
+            },
+        ),
     ],
 )
 def test_every_sweep_row_equals_run_backtest(
@@ -151,6 +166,9 @@ def test_unknown_strategy_and_parameter_suggest_names(bars: pd.DataFrame) -> Non
         ("fill", "open", "fill='open' is not one of"),
         ("initial_cash", -5, "initial_cash"),
         ("filters", {"min_prce": 10}, r"filters has unknown key\(s\) \['min_prce'\]"),
+        ("market_rules", "upbit", "market_rules='upbit' is not a known preset. Did you mean 'upbit_krw'"),
+        ("max_volume_participation", 2, r"max_volume_participation=2 is outside \(0.0, 1.0\]"),
+        ("technical_indicators", {"rsi_period": 14}, "technical_indicators=.* is no longer accepted"),
     ],
 )
 def test_config_validation_names_field(field: str, value: Any, message: str) -> None:
@@ -170,6 +188,11 @@ def test_config_defaults_are_the_originals() -> None:
     assert cfg.filters is not None
     assert cfg.filters["exclude_symbols"] == ["USDT-KRW", "BTC-KRW"]
     assert StrategyConfig(stop_loss_pct=None, take_profit_pct=None).stop_loss_pct is None
+    # Fields added later change nothing by default; the two never-read originals are gone (None).
+    assert (cfg.market_rules, cfg.min_order_value, cfg.tick_table, cfg.max_volume_participation) == (
+        None,
+    ) * 4
+    assert (cfg.technical_indicators, cfg.timezone_settings) == (None, None)
 
 
 def _portfolio_bars() -> dict[str, pd.DataFrame]:
@@ -191,13 +214,19 @@ def test_portfolio_respects_max_positions_and_shared_cash() -> None:
     assert result.equity.iloc[-1] == pytest.approx(cfg.initial_cash + trades["pnl"].sum())
 
 
-def test_portfolio_of_one_symbol_equals_single_backtest(bars: pd.DataFrame) -> None:
+@pytest.mark.parametrize(
+    "rules",
+    [{}, {"market_rules": "upbit_krw", "max_volume_participation": 0.001}, {"min_order_value": 9_900_000.0}],
+    ids=["no rules", "ticks and partial fills", "minimum order"],
+)
+def test_portfolio_of_one_symbol_equals_single_backtest(bars: pd.DataFrame, rules: dict[str, Any]) -> None:
     cfg = StrategyConfig(
         **NO_FILTERS,
         stop_loss_pct=0.02,
         take_profit_pct=0.03,
         position_size_method="percent",
         position_size_value=1.0,
+        **rules,
     )
     single = run_backtest(bars, "SMA_Crossover", {"fast": 5, "slow": 20}, cfg)
     portfolio = run_portfolio_backtest({"KRW-ETH": bars}, "SMA_Crossover", {"fast": 5, "slow": 20}, cfg)
@@ -205,6 +234,13 @@ def test_portfolio_of_one_symbol_equals_single_backtest(bars: pd.DataFrame) -> N
     assert portfolio.trades["exit_bar"].tolist() == single.trades["exit_bar"].tolist()
     np.testing.assert_allclose(portfolio.trades["pnl"], single.trades["pnl"], rtol=1e-9)
     np.testing.assert_allclose(portfolio.equity.to_numpy(), single.equity.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        portfolio.trades["filled_fraction"], single.trades["filled_fraction"], rtol=1e-12
+    )
+    if rules:
+        skipped = single.extras["skipped_orders"]
+        assert portfolio.extras["skipped_orders"]["bar"].tolist() == skipped["bar"].tolist()
+        assert len(skipped) > 0 or (single.trades["filled_fraction"] < 1).any()
 
 
 def test_portfolio_ranks_entries_by_turnover_when_slots_are_short() -> None:

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
 
+from backtesting_modules import StrategyConfig, run_backtest, run_sweep, synthetic_bars
+from backtesting_modules.bars import BarArrays
 from backtesting_modules.errors import ConfigError
 from backtesting_modules.metrics import (
     HIGHER_IS_BETTER,
     LEGACY_NAMES,
     METRIC_NAMES,
     SECONDS_PER_YEAR,
+    buy_and_hold,
     compute_metrics,
     legacy_metrics,
 )
+from backtesting_modules.portfolio import run_portfolio_backtest
+from backtesting_modules.strategies import Param, Strategy
 from backtesting_modules.trades import TradeArrays
 
 HOUR = 3600.0
@@ -49,7 +56,7 @@ def make_trades(
 
 
 def scalar_metrics(equity: list[float] | np.ndarray, trades: TradeArrays = NO_TRADES, **kw: float) -> dict:
-    options = {"initial_cash": 100.0, "bar_seconds": HOUR, **kw}
+    options: dict[str, Any] = {"initial_cash": 100.0, "bar_seconds": HOUR, **kw}
     return {k: float(v[0]) for k, v in compute_metrics(np.asarray(equity, float), trades, **options).items()}
 
 
@@ -363,6 +370,8 @@ def test_names_and_directions() -> None:
     assert set(HIGHER_IS_BETTER) == set(METRIC_NAMES)
     assert HIGHER_IS_BETTER["max_drawdown"] and HIGHER_IS_BETTER["var_95"]
     assert not HIGHER_IS_BETTER["volatility"]
+    assert HIGHER_IS_BETTER["excess_return"] and HIGHER_IS_BETTER["alpha"]
+    assert not HIGHER_IS_BETTER["beta"]  # neutral: less of the result owed to the market ranks first
     assert set(LEGACY_NAMES.values()) <= set(METRIC_NAMES)
 
 
@@ -381,3 +390,230 @@ def test_legacy_metrics() -> None:
     assert legacy["sharpe_ratio"] == m["sharpe"] and legacy["calmar_ratio"] == m["calmar"]
     assert legacy["avg_holding_time"] == 8.0  # hours: 2 bars of 4 hours
     assert all(isinstance(v, float) for v in legacy.values())
+
+
+# --- against buy and hold: benchmark_return, excess_return, alpha, beta ----------------------------------
+
+BENCHMARK_NAMES = ("benchmark_return", "excess_return", "alpha", "beta")
+FEE = 0.01
+CLOSES = [100.0, 110.0, 99.0, 121.0]
+# Bought at the first close with the fee on top, sold at the last close net of the fee.
+UNITS = 100.0 / (100.0 * (1 + FEE))
+HELD = [UNITS * 100, UNITS * 110, UNITS * 99, UNITS * 121 * (1 - FEE)]
+
+
+def regression(strategy: np.ndarray, benchmark: np.ndarray, initial: float, bar_seconds: float) -> tuple:
+    """(beta, annualised alpha) by least squares on the per-bar returns, the textbook way."""
+    r_s = ref_returns(np.asarray(strategy, float).reshape(-1, 1), initial)[:, 0]
+    r_b = ref_returns(np.asarray(benchmark, float).reshape(-1, 1), initial)[:, 0]
+    beta, intercept = np.polyfit(r_b, r_s, 1)
+    return beta, intercept * SECONDS_PER_YEAR / bar_seconds
+
+
+def benchmark_metrics(equity: list[float] | np.ndarray, benchmark: list[float] | np.ndarray) -> dict:
+    got = compute_metrics(
+        np.asarray(equity, float),
+        NO_TRADES,
+        initial_cash=100.0,
+        bar_seconds=HOUR,
+        benchmark=np.asarray(benchmark),
+    )
+    return {name: float(got[name][0]) for name in (*BENCHMARK_NAMES, "total_return")}
+
+
+@pytest.mark.parametrize(
+    ("closes", "fee", "expected"),
+    [
+        (CLOSES, FEE, HELD),
+        (CLOSES, 0.0, CLOSES),  # without fees the curve is the price, scaled to the initial cash
+        ([100.0], FEE, [100 * (1 - FEE) / (1 + FEE)]),  # one bar: bought and sold at the same close
+        # Equal weight, 50 each; A has no bar 2 (carried at 110), B trades only on bars 1 and 2.
+        (
+            [[100.0, np.nan], [110.0, 50.0], [np.nan, 55.0], [121.0, np.nan]],
+            FEE,
+            [
+                50 / 1.01 + 50,
+                50 / 1.01 * 1.1 + 50 / 1.01,
+                50 / 1.01 * 1.1 + 50 / 1.01 * 1.1 * 0.99,
+                50 / 1.01 * 1.21 * 0.99 + 50 / 1.01 * 1.1 * 0.99,
+            ],
+        ),
+    ],
+)
+def test_buy_and_hold_curve(closes: list, fee: float, expected: list[float]) -> None:
+    got = buy_and_hold(np.asarray(closes), initial_cash=100.0, cost_rate=fee)
+    assert np.allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("closes", [np.array([]), np.array([[100.0, np.nan], [101.0, np.nan]])])
+def test_buy_and_hold_needs_a_price_per_column(closes: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="price"):
+        buy_and_hold(closes, initial_cash=100.0, cost_rate=0.0)
+
+
+BENCHMARK_RETURN = 1.21 * (1 - FEE) / (1 + FEE) - 1
+
+
+@pytest.mark.parametrize(
+    ("case", "equity", "expected"),
+    [
+        # Holding exactly as the benchmark does: its beta is 1, nothing is left for alpha or excess.
+        ("always in", HELD, {"excess_return": 0.0, "beta": 1.0, "alpha": 0.0}),
+        # Cash only: no market exposure, no alpha, and it misses the whole benchmark return.
+        ("flat cash", [100.0] * 4, {"excess_return": -BENCHMARK_RETURN, "beta": 0.0, "alpha": 0.0}),
+        # In the market every bar but sold and bought back at close 1: one more round trip of fees.
+        (
+            "an extra round trip",
+            [HELD[0], *(v * (1 - FEE) / (1 + FEE) for v in HELD[1:])],
+            {"excess_return": (1 + BENCHMARK_RETURN) * ((1 - FEE) / (1 + FEE) - 1)},
+        ),
+        # Half the cash held: beta about one half (returns are of the whole equity, cash included).
+        (
+            "half in",
+            [50 + v / 2 for v in HELD],
+            {"excess_return": (50 + HELD[-1] / 2) / 100 - 1 - BENCHMARK_RETURN},
+        ),
+    ],
+)
+def test_against_buy_and_hold(case: str, equity: list[float], expected: dict[str, float]) -> None:
+    got = benchmark_metrics(equity, HELD)
+    beta, alpha = regression(np.asarray(equity), np.asarray(HELD), 100.0, HOUR)
+    assert got["benchmark_return"] == pytest.approx(BENCHMARK_RETURN, rel=1e-12), case
+    assert got["excess_return"] == pytest.approx(got["total_return"] - BENCHMARK_RETURN, abs=1e-15), case
+    assert got["beta"] == pytest.approx(beta, rel=1e-9, abs=1e-12), case
+    assert got["alpha"] == pytest.approx(alpha, rel=1e-9, abs=1e-9), case
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (case, name)
+
+
+@pytest.mark.parametrize(("intercept", "slope"), [(0.0, 1.0), (0.001, 0.5), (-0.0005, 2.0), (0.0002, 0.0)])
+def test_alpha_and_beta_of_returns_built_from_them(intercept: float, slope: float) -> None:
+    # r_s = intercept + slope * r_b on every bar: beta is the slope, alpha the intercept × bars a year.
+    r_b = np.random.default_rng(4).normal(0, 0.01, 500)
+    benchmark = 100.0 * np.cumprod(1 + r_b)
+    equity = 100.0 * np.cumprod(1 + intercept + slope * r_b)
+    got = compute_metrics(equity, NO_TRADES, initial_cash=100.0, bar_seconds=4 * HOUR, benchmark=benchmark)
+    assert got["beta"][0] == pytest.approx(slope, abs=1e-9)
+    assert got["alpha"][0] == pytest.approx(intercept * SECONDS_PER_YEAR / (4 * HOUR), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("case", "equity", "benchmark", "benchmark_return"),
+    [
+        # A flat benchmark (constant price, no fees) has no variance: beta and alpha are undefined.
+        ("flat benchmark", [101.0, 102.0, 103.0], [100.0, 100.0, 100.0], 0.0),
+        # Returns equal on every bar up to rounding count as flat too (1 % a bar, computed from prices).
+        ("constant growth", np.full(50, 100.0), 100.0 * 1.01 ** np.arange(1, 51), 1.01**50 - 1),
+        # One bar: no variance either.
+        ("one bar", [101.0], [99.0], -0.01),
+    ],
+)
+def test_undefined_beta_and_alpha(case: str, equity: list, benchmark: list, benchmark_return: float) -> None:
+    got = benchmark_metrics(equity, benchmark)
+    assert math.isnan(got["beta"]) and math.isnan(got["alpha"]), case
+    assert got["benchmark_return"] == pytest.approx(benchmark_return, rel=1e-12), case
+    assert got["excess_return"] == pytest.approx(got["total_return"] - benchmark_return), case
+
+
+def test_without_a_benchmark_the_comparison_is_nan() -> None:
+    m = scalar_metrics([110.0, 99.0, 121.0])
+    assert all(math.isnan(m[name]) for name in BENCHMARK_NAMES)
+
+
+def test_benchmark_must_have_one_value_per_bar() -> None:
+    with pytest.raises(ValueError, match="one equity value per bar"):
+        compute_metrics(np.ones((3, 2)), NO_TRADES, initial_cash=1.0, bar_seconds=HOUR, benchmark=np.ones(4))
+
+
+@pytest.mark.parametrize(("n", "m"), [(5000, 40), (300, 4)])
+def test_benchmark_metrics_of_a_sweep_match_numpy(n: int, m: int) -> None:
+    """The chunked scan (several chunks at n=5000) against plain numpy, column by column."""
+    equity = random_equity(n, m, seed=n + m)
+    equity[:, 0] = 1000.0  # cash only
+    benchmark = buy_and_hold(
+        random_equity(n, 1, seed=9, flat=0.0)[:, 0], initial_cash=1000.0, cost_rate=0.002
+    )
+    got = compute_metrics(equity, NO_TRADES, initial_cash=1000.0, bar_seconds=HOUR, benchmark=benchmark)
+    for col in range(m):
+        beta, alpha = regression(equity[:, col], benchmark, 1000.0, HOUR)
+        assert got["beta"][col] == pytest.approx(beta, rel=1e-9, abs=1e-12), col
+        assert got["alpha"][col] == pytest.approx(alpha, rel=1e-7, abs=1e-9), col
+        alone = compute_metrics(
+            equity[:, col], NO_TRADES, initial_cash=1000.0, bar_seconds=HOUR, benchmark=benchmark
+        )
+        for name in BENCHMARK_NAMES:
+            assert same(got[name][col : col + 1], alone[name]), (name, col)
+    assert np.all(got["benchmark_return"] == benchmark[-1] / 1000.0 - 1)
+    assert got["beta"][0] == 0 and got["alpha"][0] == 0
+
+
+def _always_in(bars: BarArrays, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    shape = (len(bars), len(params["unused"]))
+    return np.ones(shape, bool), np.zeros(shape, bool)
+
+
+ALWAYS_IN = Strategy(
+    name="Test_Always_In",
+    description="an entry signal on every bar, never an exit (tests only)",
+    params=(Param("unused", 0, 0, 1, int, "no effect"),),
+    signals=_always_in,
+    warmup=lambda p: np.zeros(len(p["unused"]), dtype=np.int64),
+)
+ALL_IN: dict[str, Any] = {
+    "filters": None,
+    "min_volume": 0.0,
+    "position_size_method": "percent",
+    "position_size_value": 1.0,
+}
+
+
+def test_a_backtest_always_in_the_market_is_its_benchmark() -> None:
+    # Close fills enter at the first close and leave at the last, all the cash in: the benchmark itself.
+    bars = synthetic_bars("KRW-ETH", periods=500, freq="1h", seed=3)
+    config = StrategyConfig(**ALL_IN, fill="close", stop_loss_pct=None, take_profit_pct=None)
+    m = run_backtest(bars, ALWAYS_IN, {"unused": 0}, config).metrics
+    close = bars["close"].to_numpy()
+    held = close[-1] / close[0] * (1 - config.cost_rate) / (1 + config.cost_rate) - 1
+    assert m["benchmark_return"] == pytest.approx(held, rel=1e-12)
+    assert m["total_return"] == pytest.approx(held, rel=1e-12)
+    assert m["excess_return"] == pytest.approx(0.0, abs=1e-12)
+    assert m["beta"] == pytest.approx(1.0, abs=1e-9) and m["alpha"] == pytest.approx(0.0, abs=1e-9)
+    # Next-open fills buy at the second bar's open instead: the excess is that price difference alone.
+    config = StrategyConfig(**ALL_IN, fill="next_open", stop_loss_pct=None, take_profit_pct=None)
+    m = run_backtest(bars, ALWAYS_IN, {"unused": 0}, config).metrics
+    fees = (1 - config.cost_rate) / (1 + config.cost_rate)
+    expected = close[-1] * fees * (1 / bars["open"].iloc[1] - 1 / close[0])
+    assert m["excess_return"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_sweep_rows_equal_single_runs_and_share_one_benchmark() -> None:
+    bars = synthetic_bars("KRW-XRP", periods=1500, freq="1h", seed=5)
+    config = StrategyConfig(filters=None, min_volume=0.0, stop_loss_pct=0.03)
+    grid = {"fast": [5, 10], "slow": [20, 40]}
+    frame = run_sweep(bars, "SMA_Crossover", grid, config, block_cells=len(bars) * 2)  # two dense blocks
+    held = buy_and_hold(
+        bars["close"].to_numpy(), initial_cash=config.initial_cash, cost_rate=config.cost_rate
+    )
+    assert (frame["benchmark_return"] == held[-1] / config.initial_cash - 1).all()
+    for _, row in frame.iterrows():
+        single = run_backtest(bars, "SMA_Crossover", {"fast": row["fast"], "slow": row["slow"]}, config)
+        for name in BENCHMARK_NAMES:
+            assert row[name] == pytest.approx(single.metrics[name], rel=1e-9, abs=1e-12), name
+
+
+def test_portfolio_is_compared_with_equal_weight_buy_and_hold() -> None:
+    # B starts 200 bars later than A: its half of the cash waits until B's first close.
+    a = synthetic_bars("KRW-A", periods=600, freq="1h", seed=1)
+    b = synthetic_bars("KRW-B", periods=400, freq="1h", seed=2, start=a.index[200])
+    config = StrategyConfig(filters=None, min_volume=0.0, max_positions=2)
+    result = run_portfolio_backtest(
+        {"KRW-A": a, "KRW-B": b}, "SMA_Crossover", {"fast": 5, "slow": 20}, config
+    )
+    fees = (1 - config.cost_rate) / (1 + config.cost_rate)
+    legs = [f["close"].iloc[-1] / f["close"].iloc[0] * fees for f in (a, b)]
+    assert result.metrics["benchmark_return"] == pytest.approx(sum(legs) / 2 - 1, rel=1e-12)
+    closes = np.column_stack([f["close"].reindex(result.equity.index).to_numpy() for f in (a, b)])
+    basket = buy_and_hold(closes, initial_cash=config.initial_cash, cost_rate=config.cost_rate)
+    beta, alpha = regression(result.equity.to_numpy(), basket, config.initial_cash, HOUR)
+    assert result.metrics["beta"] == pytest.approx(beta, rel=1e-9, abs=1e-12)
+    assert result.metrics["alpha"] == pytest.approx(alpha, rel=1e-7, abs=1e-9)

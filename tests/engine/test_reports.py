@@ -5,20 +5,24 @@ Run with UPDATE_SNAPSHOTS=1 to rewrite the snapshots after an intended change; r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from backtesting_modules import SessionGate, StrategyConfig, TimezoneBacktester, run_backtest, run_sweep
 from backtesting_modules.backtest import RunInfo
 from backtesting_modules.data import synthetic_bars
+from backtesting_modules.portfolio import run_portfolio_backtest
 from backtesting_modules.reports import (
     PR_COMMENT_LIMIT,
     fit_to_limit,
     render_backtest,
     render_batch,
+    render_benchmark_line,
     render_sweep,
 )
 from backtesting_modules.timezone.report import render_strategy_hour_heatmap, render_timezone
@@ -115,6 +119,61 @@ def test_batch_report_snapshot(bars: pd.DataFrame) -> None:
     )
     assert "## By strategy" in text and "## Failed jobs" in text and "KRW-SOL not found" in text
     check_snapshot("batch", text)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "symbols", "expected"),
+    [
+        (
+            {"total_return": 0.0322, "benchmark_return": 1.3137, "excess_return": -1.2815, "alpha": -0.0274,
+             "beta": 0.04205},
+            (),
+            "**Against buy and hold** (same bars and fees, first close to last close): strategy +3.22%, "
+            "buy and hold +131.37%, excess -128.15%, alpha -2.74% a year, beta 0.04205.",
+        ),
+        (
+            {"total_return": -0.01, "benchmark_return": 0.02, "excess_return": -0.03, "alpha": float("nan"),
+             "beta": float("nan")},
+            ("KRW-A", "KRW-B"),
+            "**Against equal-weight buy and hold of KRW-A, KRW-B** (same bars and fees, first close to last "
+            "close): strategy -1.00%, buy and hold +2.00%, excess -3.00%, alpha – a year, beta –.",
+        ),
+        ({"total_return": 0.1, "benchmark_return": float("nan")}, (), ""),  # not computed: no line
+        ({"total_return": 0.1}, (), ""),  # metrics from before the benchmark existed
+    ],
+)  # fmt: skip
+def test_benchmark_line(metrics: dict[str, float], symbols: tuple[str, ...], expected: str) -> None:
+    assert render_benchmark_line(metrics, symbols) == expected
+
+
+def test_portfolio_report_names_its_equal_weight_benchmark(bars: pd.DataFrame) -> None:
+    other = synthetic_bars("KRW-XRP", periods=2000, freq="1h", seed=22)
+    result = run_portfolio_backtest({"KRW-ETH": bars, "KRW-XRP": other}, "SMA_Crossover", None, CONFIG)
+    text = render_backtest(result)
+    assert "**Against equal-weight buy and hold of KRW-ETH, KRW-XRP**" in text
+    assert "| benchmark_return " in text and "| beta " in text
+
+
+def test_reports_without_a_benchmark_leave_it_out(bars: pd.DataFrame) -> None:
+    # metrics computed without a benchmark (compute_metrics(benchmark=None)): NaN, so neither the line nor
+    # four rows of dashes.
+    result = run_backtest(bars, "SMA_Crossover", {"fast": 5, "slow": 20}, CONFIG)
+    names = ("benchmark_return", "excess_return", "alpha", "beta")
+    without = dataclasses.replace(result, metrics={**result.metrics, **dict.fromkeys(names, float("nan"))})
+    text = render_backtest(without)
+    assert "Against" not in text and "benchmark_return" not in text and "| sharpe " in text
+    # A batch of results stored before the benchmark existed has no such columns.
+    rows = pd.DataFrame([{"strategy": "S", "symbol": "X", "params": {}, "sharpe": 1.0, "total_return": 0.1}])
+    assert "buy and hold" not in render_batch(rows, title="old", rank="sharpe")
+
+
+def test_the_timezone_backtester_has_the_same_buy_and_hold_as_the_engine(bars: pd.DataFrame) -> None:
+    params = {"fast": 5, "slow": 20}
+    zoned = TimezoneBacktester(CONFIG).run(bars, "SMA_Crossover", params).result.metrics
+    plain = run_backtest(bars, "SMA_Crossover", params, CONFIG).metrics
+    assert zoned["benchmark_return"] == plain["benchmark_return"]
+    assert zoned["excess_return"] == pytest.approx(zoned["total_return"] - plain["benchmark_return"])
+    assert np.isfinite(zoned["alpha"]) and np.isfinite(zoned["beta"])
 
 
 def test_fit_to_limit_truncates_with_a_note() -> None:

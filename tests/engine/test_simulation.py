@@ -13,15 +13,15 @@ from backtesting_modules.bars import BarArrays
 from backtesting_modules.config import StrategyConfig
 from backtesting_modules.reference import reference_backtest
 from backtesting_modules.simulation import SimSettings, equity_curves, simulate
-from backtesting_modules.trades import ExitReason
+from backtesting_modules.trades import ExitReason, OrderSkip
 
 FLAT = (100.0, 101.0, 99.0, 100.0)
 
 
-def make_bars(rows: list[tuple[float, float, float, float]]) -> BarArrays:
+def make_bars(rows: list[tuple[float, float, float, float]], volume: np.ndarray | float = 1.0) -> BarArrays:
     index = pd.date_range("2024-01-01", periods=len(rows), freq="1h", tz="UTC")
     frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index)
-    frame["volume"] = 1.0
+    frame["volume"] = volume
     return BarArrays.from_frame(frame)
 
 
@@ -274,13 +274,15 @@ def test_equity_curve_marks_position_at_each_close() -> None:
     np.testing.assert_allclose(equity[4:], [final, final])
 
 
-def random_bars(n: int, seed: int) -> BarArrays:
+def random_bars(n: int, seed: int, *, random_volume: bool = False) -> BarArrays:
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.standard_t(4, n) * 0.01))
     opens = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0, 0.004, n))
     high = np.maximum(opens, close) * np.exp(np.abs(rng.normal(0, 0.01, n)))
     low = np.minimum(opens, close) * np.exp(-np.abs(rng.normal(0, 0.01, n)))
-    return make_bars(list(zip(opens, high, low, close, strict=True)))
+    # Random volumes (units), one bar in ten without any: participation caps and skips both happen.
+    volume = rng.uniform(0, 400, n) * (rng.random(n) > 0.1) if random_volume else 1.0
+    return make_bars(list(zip(opens, high, low, close, strict=True)), volume)
 
 
 CONFIGS: list[dict[str, Any]] = [
@@ -320,3 +322,74 @@ def test_vectorised_simulation_equals_reference_loop(config: dict[str, Any], sca
         np.testing.assert_allclose(got.size, ref.size, rtol=1e-9)
         final_cash = sim.initial_cash + ref.pnl.sum()
         assert equity[-1, k] == pytest.approx(final_cash, rel=1e-9)
+
+
+# The exchange order rules on prices around 100 (the Upbit bands 10-100 and 100-1,000: ticks 0.1 and 1),
+# 1,000 of cash and random volumes: ticks on every fill, minimum orders reached mid-run (percent sizing after
+# losses, Kelly) or from the start (fixed), partial fills and bars without volume.
+RULE_CONFIGS: list[dict[str, Any]] = [
+    {
+        "tick_table": "upbit_krw",
+        "stop_loss_pct": 0.02,
+        "take_profit_pct": 0.03,
+        "commission_rate": 0.0005,
+        "slippage_rate": 0.001,
+    },
+    {"tick_table": "upbit_krw", "fill": "close", "max_holding_bars": 5, "stop_loss_pct": 0.015},
+    {"min_order_value": 480.0, "position_size_value": 0.5, "stop_loss_pct": 0.02, "commission_rate": 0.0005},
+    {"max_volume_participation": 0.05, "take_profit_pct": 0.02, "fill": "close"},
+    {
+        "market_rules": "upbit_krw",
+        "min_order_value": 300.0,
+        "position_size_method": "kelly",
+        "position_size_value": 0.4,
+        "kelly_min_trades": 3,
+        "stop_loss_pct": 0.02,
+        "commission_rate": 0.0005,
+    },
+    {
+        "market_rules": "upbit_krw",
+        "min_order_value": 260.0,
+        "position_size_method": "fixed",
+        "position_size_value": 250.0,
+    },
+]
+
+
+@pytest.mark.parametrize("scalar_below", [0, 6, 10**9], ids=["vector", "mixed", "scalar"])
+@pytest.mark.parametrize("config", RULE_CONFIGS, ids=[str(c) for c in RULE_CONFIGS])
+def test_order_rules_vectorised_equals_reference_loop(config: dict[str, Any], scalar_below: int) -> None:
+    bars = random_bars(600, seed=3, random_volume=True)
+    rng = np.random.default_rng(11)
+    entries = rng.random((600, 12)) < 0.05
+    exits = rng.random((600, 12)) < 0.05
+    mask = rng.random(600) < 0.8
+    sim = settings(**config)
+    out = simulate(bars, entries, exits, sim, mask, scalar_below=scalar_below)
+    equity = equity_curves(bars, out.trades, 12, sim)
+    for k in range(12):
+        skipped: list[tuple[int, int, float]] = []
+        ref = reference_backtest(bars, entries[:, k], exits[:, k], sim, mask, skipped=skipped)
+        got = out.trades.for_combo(k)
+        assert got.entry_bar.tolist() == ref.entry_bar.tolist(), k
+        assert got.exit_bar.tolist() == ref.exit_bar.tolist(), k
+        assert got.exit_reason.tolist() == ref.exit_reason.tolist(), k
+        np.testing.assert_allclose(got.entry_price, ref.entry_price, rtol=1e-12)
+        np.testing.assert_allclose(got.exit_price, ref.exit_price, rtol=1e-12)
+        np.testing.assert_allclose(got.filled_fraction, ref.filled_fraction, rtol=1e-12)
+        np.testing.assert_allclose(got.pnl, ref.pnl, rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(got.size, ref.size, rtol=1e-9)
+        skips = out.skipped.for_combo(k)
+        assert list(zip(skips.bar.tolist(), skips.reason.tolist(), strict=True)) == [
+            (b, r) for b, r, _ in skipped
+        ]
+        np.testing.assert_allclose(skips.order_value, [v for _, _, v in skipped], rtol=1e-9)
+        final_cash = sim.initial_cash + ref.pnl.sum()
+        assert equity[-1, k] == pytest.approx(final_cash, rel=1e-9)
+    # Every rule did something somewhere (the configs are chosen so), and prices sit on the tick grid.
+    if sim.ticks is not None:
+        assert np.all(np.abs(out.trades.exit_price * 10 - np.round(out.trades.exit_price * 10)) < 1e-6)
+    if sim.min_order_value is not None:
+        assert out.skipped.count(OrderSkip.MIN_ORDER_VALUE) > 0
+    if sim.max_participation is not None and len(out.trades):  # the last config never trades
+        assert (out.trades.filled_fraction < 1).any() and out.skipped.count(OrderSkip.NO_VOLUME) > 0

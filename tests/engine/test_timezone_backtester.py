@@ -124,10 +124,17 @@ def test_style_max_hold_converts_hours_to_bars() -> None:
     assert (trade["entry_bar"], trade["exit_bar"], trade["exit_reason"]) == (2, 5, "MAX_HOLD")
 
 
+@pytest.mark.parametrize(
+    "rules",
+    [{}, {"market_rules": "upbit_krw", "max_volume_participation": 0.001}, {"min_order_value": 9_900_000.0}],
+    ids=["no rules", "ticks and partial fills", "minimum order"],
+)
 @pytest.mark.parametrize("fill", ["next_open", "close"])
-def test_without_gate_scaling_or_styles_it_is_the_engine(fill: str) -> None:
+def test_without_gate_scaling_or_styles_it_is_the_engine(fill: str, rules: dict[str, Any]) -> None:
     bars = synthetic_bars("KRW-ETH", periods=3000, seed=4)
-    cfg = StrategyConfig(**PLAIN, stop_loss_pct=0.03, take_profit_pct=0.05, max_holding_bars=40, fill=fill)
+    cfg = StrategyConfig(
+        **PLAIN, stop_loss_pct=0.03, take_profit_pct=0.05, max_holding_bars=40, fill=fill, **rules
+    )
     tz = TimezoneBacktester(cfg, scale_by_condition=False, style_exits=False).run(
         bars, "SMA_Crossover", {"fast": 5, "slow": 20}
     )
@@ -135,6 +142,12 @@ def test_without_gate_scaling_or_styles_it_is_the_engine(fill: str) -> None:
     for column in ("entry_bar", "exit_bar", "exit_reason"):
         assert tz.result.trades[column].tolist() == plain.trades[column].tolist()
     np.testing.assert_allclose(tz.result.equity.to_numpy(), plain.equity.to_numpy(), rtol=1e-12)
+    for column in ("entry_price", "exit_price", "filled_fraction"):
+        np.testing.assert_allclose(tz.result.trades[column], plain.trades[column], rtol=1e-12)
+    if rules:
+        skipped = plain.extras["skipped_orders"]
+        assert tz.result.extras["skipped_orders"]["bar"].tolist() == skipped["bar"].tolist()
+        assert len(skipped) > 0 or (plain.trades["filled_fraction"] < 1).any()
 
 
 def test_makenaide_gate_removes_exactly_the_entries_outside_the_run_hours() -> None:

@@ -143,7 +143,7 @@ def test_big_result_goes_to_storage_with_its_key() -> None:
     result = a_result(rows=50_000)
     message, stored = encode_result(result, inline_limit=200_000)
     assert stored is not None
-    assert message["columns"] is None and message["result_key"] == result_key("b-1", "j-1")
+    assert message["columns"] is None and message["result_key"] == result_key("j-1") == "results/j-1.json"
     assert message["best"] == result.best and message["backtests"] == 50_000
     assert len(json.dumps(message)) < 10_000
     document = decode_result_body(stored)

@@ -1,28 +1,28 @@
-"""Planner: deterministic ids, job counts, chunk sizes, and chunks that cover the grid exactly once."""
+"""Planner: content-addressed ids, job counts, tile sizes, tiles that cover the grid exactly once and stay
+the same jobs when the grid grows."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
 import numpy as np
 import pytest
 
-from backtesting_modules.jobs import JobType, bars_key, batch_id, parse_spec, plan_jobs
-from backtesting_modules.jobs.planner import chunk_size
+from backtesting_modules.jobs import DataRef, JobType, batch_id, described_refs, parse_spec, plan_jobs
+from backtesting_modules.jobs.planner import combos_per_job, compute_block_sizes
 from backtesting_modules.jobs.runner import compute_boxes
-from backtesting_modules.jobs.spec import combo_table, data_hash
+from backtesting_modules.jobs.spec import combo_table
 from backtesting_modules.strategies import expand_grid, get_strategy
 
 
-def spec_of(job_type: str = "PARAMETER_OPTIMIZATION", **grid: Any) -> Any:
+def spec_of(job_type: str = "PARAMETER_OPTIMIZATION", seed: int = 42, **grid: Any) -> Any:
     return parse_spec(
         {
             "name": "p",
             "job_type": job_type,
             "symbols": ["KRW-BTC", "KRW-ETH", "KRW-XRP"],
-            "data": {"source": "synthetic", "periods": 1000},
+            "data": {"source": "synthetic", "periods": 1000, "seed": seed},
             "strategies": [
                 {"name": "SMA_Crossover", "grid": grid or {"fast": "2:40:1", "slow": "3:60:1"}},
                 {"name": "Donchian_Breakout", "grid": {"entry_period": [10, 20], "exit_period": [5, 10]}},
@@ -32,28 +32,61 @@ def spec_of(job_type: str = "PARAMETER_OPTIMIZATION", **grid: Any) -> Any:
     )
 
 
-def test_batch_id_is_deterministic_and_salted() -> None:
+def refs_of(spec: Any, **changed: str) -> dict[str, DataRef]:
+    """Content-hash references per symbol (`changed`: symbols whose bars hash differently)."""
+    return {s: DataRef.uploaded(changed.get(s, f"{s:0<64}".replace("-", "0"))[:64]) for s in spec.symbols}
+
+
+def test_batch_id_hashes_the_spec_and_the_bars_not_where_they_came_from() -> None:
     spec = spec_of()
-    assert batch_id(spec) == batch_id(spec_of())
-    assert batch_id(spec, "rerun-1") != batch_id(spec)
-    assert batch_id(spec).startswith("b-")
+    refs = refs_of(spec)
+    assert batch_id(spec, refs) == batch_id(spec_of(), refs_of(spec))
+    assert batch_id(spec, refs, "rerun-1") != batch_id(spec, refs)
+    assert batch_id(spec, refs).startswith("b-")
+    # One changed bar of one symbol: a new batch.
+    assert batch_id(spec, refs_of(spec, **{"KRW-ETH": "e" * 64})) != batch_id(spec, refs)
+    # The same bars from another source description (e.g. another seed that happens to give them): the same.
+    assert batch_id(spec_of(seed=7), refs) == batch_id(spec, refs)
 
 
-def test_plan_is_deterministic() -> None:
-    a = plan_jobs(spec_of(), "b-1", target_seconds=0.01)
-    b = plan_jobs(spec_of(), "b-1", target_seconds=0.01)
-    assert a == b
+def test_plan_is_deterministic_and_job_ids_do_not_name_the_batch() -> None:
+    refs = refs_of(spec_of())
+    a = plan_jobs(spec_of(), "b-1", refs=refs, target_seconds=0.01)
+    assert a == plan_jobs(spec_of(), "b-1", refs=refs, target_seconds=0.01)
     assert len({j.job_id for j in a}) == len(a)
-    assert {j.job_id for j in a}.isdisjoint(
-        j.job_id for j in plan_jobs(spec_of(), "b-2", target_seconds=0.01)
+    other_batch = plan_jobs(spec_of(), "b-2", refs=refs, target_seconds=0.01)
+    assert [j.job_id for j in other_batch] == [j.job_id for j in a]  # the same jobs, found by id
+    changed = plan_jobs(
+        spec_of(), "b-1", refs=refs_of(spec_of(), **{"KRW-ETH": "e" * 64}), target_seconds=0.01
     )
+    moved = {j.job_id for j in changed} - {j.job_id for j in a}
+    assert moved and all(j.symbols == ("KRW-ETH",) for j in changed if j.job_id in moved)
+    assert all(j.job_id in {k.job_id for k in a} for j in changed if j.symbols != ("KRW-ETH",))
 
 
-def test_chunk_size_follows_the_work_estimate() -> None:
-    # 2 s × 2e7 bar·combos/s over 8760 bars ≈ 4566 combinations per job, clamped to [1, valid].
-    assert chunk_size(100_000, 8760, target_seconds=2.0, throughput=2e7) == 4566
-    assert chunk_size(100, 8760, target_seconds=2.0, throughput=2e7) == 100
-    assert chunk_size(100, 10**9, target_seconds=2.0, throughput=2e7) == 1
+def test_combos_per_job_follows_the_work_estimate() -> None:
+    # 2 s × 2e7 bar·combos/s over 8760 bars ≈ 4566 combinations per job.
+    assert combos_per_job(8760, target_seconds=2.0, throughput=2e7) == 4566
+    assert combos_per_job(10**9, target_seconds=2.0, throughput=2e7) == 1
+
+
+@pytest.mark.parametrize(
+    ("lengths", "per_job", "sizes"),
+    [
+        ((10, 39), 4566, (12, 48)),  # the whole grid fits one tile
+        ((100, 300), 4566, (12, 384)),  # batches/benchmark.yaml: 9 tiles of 12 × 300 per symbol
+        ((38, 57), 64, (1, 64)),
+        ((38, 57), 100, (1, 64)),
+        ((38, 57), 16, (1, 16)),
+        ((5, 10, 200), 4096, (2, 12, 256)),
+        ((3,), 1, (1,)),
+    ],
+)
+def test_block_sizes_fill_the_job_from_the_last_axis_in_coarse_steps(
+    lengths: tuple[int, ...], per_job: int, sizes: tuple[int, ...]
+) -> None:
+    assert compute_block_sizes(lengths, per_job) == sizes
+    assert math.prod(min(b, n) for b, n in zip(sizes, lengths, strict=True)) <= max(per_job, 1)
 
 
 def _valid_combos(spec: Any, index: int) -> list[tuple[Any, ...]]:
@@ -68,30 +101,49 @@ def _job_combos(job: Any) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("target", [0.001, 0.01, 0.05, 10.0])
-def test_chunks_cover_every_valid_combination_exactly_once(target: float) -> None:
+def test_tiles_cover_every_valid_combination_exactly_once(target: float) -> None:
     spec = spec_of()
     jobs = plan_jobs(spec, "b", target_seconds=target)
-    per_job = chunk_size(10**9, 1000, target_seconds=target, throughput=2e7)
+    per_job = combos_per_job(1000, target_seconds=target, throughput=2e7)
     for index, item in enumerate(spec.strategies):
         expected = _valid_combos(spec, index)
         for symbol in spec.symbols:
             mine = [j for j in jobs if j.strategy == item.name and j.symbols == (symbol,)]
-            assert mine[0].start == 0 and mine[-1].stop == item.grid_size
-            assert all(a.stop == b.start for a, b in itertools.pairwise(mine))
             combos = [c for j in mine for c in _job_combos(j)]
-            assert combos == expected  # same order as expand_grid, each exactly once
-            sizes = [len(_job_combos(j)) for j in mine]
-            assert all(s == min(per_job, len(expected)) for s in sizes[:-1]) and 1 <= sizes[-1] <= per_job
-            assert len(mine) == math.ceil(len(expected) / min(per_job, len(expected)))
+            assert sorted(combos) == sorted(expected) and len(combos) == len(expected)  # each exactly once
+            assert all(j.start == 0 and j.stop == math.prod(len(v) for _, v in j.grid) for j in mine)
+            assert all(1 <= len(_job_combos(j)) <= max(per_job, 1) for j in mine)  # no empty tile planned
+
+
+def test_widening_a_grid_keeps_every_tile_it_does_not_touch() -> None:
+    # Tiles of 1 × 64 on (fast, slow): appending fast values adds tiles, appending slow values past a full
+    # block of 64 adds tiles; every job of the narrower grid is still planned, with the same id.
+    refs = refs_of(spec_of())
+    narrow = plan_jobs(
+        spec_of(fast="2:20:1", slow="3:66:1"), "b", refs=refs, bars=1000, target_seconds=64 * 1000 / 2e7
+    )
+    wide = plan_jobs(
+        spec_of(fast="2:30:1", slow="3:90:1"), "b", refs=refs, bars=1000, target_seconds=64 * 1000 / 2e7
+    )
+    old = {j.job_id for j in narrow if j.strategy == "SMA_Crossover"}
+    new = {j.job_id for j in wide if j.strategy == "SMA_Crossover"}
+    assert old < new  # nothing of the narrow grid needs running again
+    added = [j for j in wide if j.job_id in new - old]
+    assert all(
+        min(dict(j.grid)["fast"]) > 20 or min(dict(j.grid)["slow"]) > 66 for j in added
+    )  # the new jobs hold only new combinations
 
 
 def test_job_fields() -> None:
     spec = spec_of()
-    job = plan_jobs(spec, "b-x")[0]
+    job = plan_jobs(spec, "b-x", refs=refs_of(spec))[0]
     assert job.batch_id == "b-x" and job.attempt == 0
     assert job.job_type is JobType.PARAMETER_OPTIMIZATION
-    assert job.data_keys == (bars_key(data_hash(spec), "KRW-BTC"),)
-    assert job.data_keys[0].startswith("bars/") and job.data_keys[0].endswith("/KRW-BTC.npz")
+    assert job.data_keys == (str(refs_of(spec)["KRW-BTC"]),)
+    assert job.data_keys[0].startswith("bars/") and job.data_keys[0].endswith(".npz")
+    # Planning without bars names the references after the data section (for --estimate and tests only).
+    described = plan_jobs(spec, "b-x")[0]
+    assert described.data_keys == (str(described_refs(spec)["KRW-BTC"]),)
     assert job.priority.value == "high" and job.timeframe == "1h" and job.ranking_metric == "sharpe"
 
 

@@ -60,9 +60,9 @@ def test_one_put_per_invocation_with_sums_of_what_was_counted(
     for key, value in env.to_environ().items():
         monkeypatch.setenv(key, value)
     submitter = Submitter(stack.clients, stack.names, stack.urls)
-    bars = submitter.upload_bars(SPEC)
-    jobs = plan_jobs(SPEC, "b-metrics", bars=bars)
-    submitter.register(SPEC, "b-metrics", jobs)
+    prepared = submitter.prepare(SPEC)
+    jobs = plan_jobs(SPEC, "b-metrics", refs=prepared.refs, bars=prepared.bars)
+    submitter.register(SPEC, "b-metrics", jobs, prepared)
     frames = {symbol: load_symbol_bars(SPEC, symbol) for symbol in SPEC.symbols}
     results = [run_job(job, {s: frames[s] for s in job.symbols}) for job in jobs]
     bodies = [json.dumps(encode_result(r, inline_limit=env.inline_result_limit)[0]) for r in results]

@@ -64,6 +64,19 @@ def valid_indices(entry: dict[str, Any]) -> list[int] | None:
     return valid
 
 
+def tile_indices(grid: Any, tile: Any) -> list[int]:
+    """The cartesian indices, in the whole grid, of a tile's combinations."""
+    positions = [
+        [list(values).index(v) for v in tile_values]
+        for (_, values), (_, tile_values) in zip(grid, tile, strict=True)
+    ]
+    shape = [len(values) for _, values in grid]
+    return [
+        int(sum(p * math.prod(shape[k + 1 :]) for k, p in enumerate(combo)))
+        for combo in itertools.product(*positions)
+    ]
+
+
 def expected_error(raw: dict[str, Any]) -> str | None:
     """The field path the parser must name, or None when the mapping is valid."""
     for i, entry in enumerate(raw["strategies"]):
@@ -126,8 +139,8 @@ def test_jobs_cover_every_valid_combination_exactly_once(
     assume(expected_error(raw) is None)
     spec = parse_spec(raw)
     runs = 1 if spec.job_type is JobType.MULTI_STRATEGY else len(spec.symbols)
-    # throughput = bars makes each PARAMETER_OPTIMIZATION job hold `per_job` valid combinations (the
-    # last may hold fewer); loop_throughput the same for MULTI_STRATEGY's bars × symbols.
+    # throughput = bars makes each PARAMETER_OPTIMIZATION job a tile of at most `per_job` combinations;
+    # loop_throughput the same for MULTI_STRATEGY's bars × symbols.
     jobs = plan_jobs(
         spec,
         "b-property",
@@ -148,22 +161,18 @@ def test_jobs_cover_every_valid_combination_exactly_once(
     covered = 0
     for entry, item in zip(raw["strategies"], spec.strategies, strict=True):
         valid = valid_indices(entry) or []
-        valid_set = set(valid)
         mine = [j for j in jobs if j.strategy == item.name]
         groups = {j.symbols for j in mine}
         assert groups == ({spec.symbols} if runs == 1 else {(s,) for s in spec.symbols})
         for group in groups:
-            ranges = sorted((j.start, j.stop) for j in mine if j.symbols == group)
-            indices = [i for start, stop in ranges for i in range(start, stop) if i in valid_set]
-            assert indices == valid  # every valid combination once, in sweep order
+            tiles = [j for j in mine if j.symbols == group]
+            indices = sorted(i for j in tiles for i in tile_indices(item.grid, j.grid) if i in set(valid))
+            assert indices == valid  # every valid combination once
+            assert all(j.start == 0 and j.stop == math.prod(len(v) for _, v in j.grid) for j in tiles)
             if spec.job_type in (JobType.PARAMETER_OPTIMIZATION, JobType.MULTI_STRATEGY):
-                bounds = [ranges[0][0], *(stop for _, stop in ranges)]
-                assert bounds[0] == 0 and bounds[-1] == item.grid_size  # tiles [0, grid size)
-                assert all(a < b for a, b in itertools.pairwise(bounds))  # contiguous, ordered
-                assert [s for s, _ in ranges[1:]] == [stop for _, stop in ranges[:-1]]
-                assert len(ranges) == math.ceil(len(valid) / min(per_job, len(valid)))
+                assert all(j.stop <= per_job for j in tiles)  # a tile holds at most per_job combinations
             else:  # one parameter set per job
-                assert ranges == [(i, i + 1) for i in valid]
+                assert all(j.stop == 1 for j in tiles)
             covered += len(indices)
     assert covered == count_backtests(spec)
     for job in jobs:

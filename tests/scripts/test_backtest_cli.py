@@ -91,12 +91,56 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
         (["--strategy", "SMA_Crossover", "--config", "commission_rate=0.5"], "commission_rate"),
         (["--strategy", "SMA_Crossover", "--grid", "fast=5", "--rank", "sharp"], "Did you mean 'sharpe'"),
         (["--strategy", "SMA_Crossover", "--top", "0"], "--top 0"),
+        (["--strategy", "SMA_Crossover", "--timeframe", "1M"], "--timeframe '1M': not a bar interval"),
+        (["--strategy", "SMA_Crossover", "--since", "2030-01-01"], "the data runs from 2021-01-01 00:00"),
+        (["--strategy", "SMA_Crossover", "--since", "yesterday"], "since"),
     ],
 )
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     code, _, err = run(capsys, *BASE, *args)
     assert code == 2
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("gaps", "bars", "note"),
+    [
+        (
+            "keep",
+            995,
+            "Bars: window 2024-01-02 to (end) (UTC, end excluded); 5 missing bar(s), longest run 5, left out",
+        ),
+        (
+            "fill",
+            1000,
+            "5 missing bar(s), longest run 5, filled at the previous close with zero volume (gaps: fill)",
+        ),
+    ],
+)
+def test_window_and_gap_policy_are_applied_and_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, gaps: str, bars: int, note: str
+) -> None:
+    import pandas as pd
+
+    from backtesting_modules.data import synthetic_bars
+
+    frame = synthetic_bars("KRW-ETH", start="2024-01-01", periods=1024, freq="1h", seed=5)
+    frame = frame.drop(frame.index[500:505])
+    path = tmp_path / "KRW-ETH_1h.csv"
+    out = frame.reset_index()
+    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.to_csv(path, index=False)
+    report = tmp_path / "report.md"
+    args = ["--data", str(path), "--since", "2024-01-02", "--gaps", gaps, "--config", "filters=none"]
+    code, out_text, _ = run(
+        capsys, *args, "--strategy", "SMA_Crossover", "--json", "--report", str(report), "--timeframe", "1h"
+    )
+    assert code == 0
+    doc = json.loads(out_text.strip().splitlines()[-1])
+    assert doc["run"]["n_bars"] == bars
+    assert pd.Timestamp(doc["run"]["start"]) == pd.Timestamp("2024-01-02", tz="UTC")
+    assert any(note in n for n in doc["run"]["notes"])
+    assert note in report.read_text(encoding="utf-8")
 
 
 def test_missing_data_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -337,8 +337,29 @@ def test_batch_submitter_can_submit_and_follow_but_not_consume() -> None:
         "sqs:SendMessage",
         "s3:PutObject",
         "s3:GetObject",
+        "dynamodb:BatchGetItem",  # the reuse index: which jobs ran before
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:Query",
+        "dynamodb:UpdateItem",  # a reused job's outcome, and completing a batch every job of which was reused
     }
     assert not any("ReceiveMessage" in a or a.startswith("lambda:") for a in actions)
+    bucket = config.names(account_id="123456789012").bucket
+    writes = {r for a, r in _allowed(doc) if a == "s3:PutObject"}
+    assert writes == {f"arn:aws:s3:::{bucket}/{p}/*" for p in ("bars", "results", "summaries")}
+    # No data location configured: nothing outside the stack's bucket.
+    assert all(r.startswith(f"arn:aws:s3:::{bucket}/") for a, r in _allowed(doc) if a.startswith("s3:"))
+
+
+def test_data_read_locations_are_read_only_by_the_worker_and_the_submitter() -> None:
+    from opslib.deploy.iam import batch_submitter_policy
+
+    locations = ["s3://market-data/upbit/", "s3://other-bucket/"]
+    worker = worker_policy(NAMES, REGION, ACCOUNT, NAMESPACE, locations)
+    submitter = batch_submitter_policy(NAMES, REGION, ACCOUNT, locations)
+    inside = {"arn:aws:s3:::market-data/upbit/*", "arn:aws:s3:::other-bucket/*"}
+    for doc in (worker, submitter):
+        assert validate_policy(doc) == []
+        outside = {(a, r) for a, r in _allowed(doc) if a.startswith("s3:") and NAMES.bucket not in r}
+        assert outside == {("s3:GetObject", r) for r in inside}
+    assert not any(r in inside for _, r in _allowed(collector_policy(NAMES, REGION, ACCOUNT, NAMESPACE)))

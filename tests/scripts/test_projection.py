@@ -71,5 +71,5 @@ def test_estimate_prints_the_projection_and_submits_nothing(capsys: pytest.Captu
     )
     assert code == 0
     doc = json.loads(out.strip().splitlines()[-1])
-    assert doc["backtests"] == 100_200 and doc["jobs"] == 24
+    assert doc["backtests"] == 100_200 and doc["jobs"] == 36  # 9 tiles of 12 × 300 combinations per symbol
     assert doc["wall_s"] > 0 and 0 < doc["total_usd"] < 1

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from backtesting_modules.jobs.planner import batch_id, plan_jobs
-from backtesting_modules.jobs.spec import BatchSpec, data_hash, parse_spec
-from backtesting_modules.names import bars_key
+from backtesting_modules.jobs.spec import BatchSpec, parse_spec
+from backtesting_modules.metrics import METRIC_NAMES
 from opslib.batch.execute import execute_batch
 from opslib.history.compute import compute_comparison, compute_export_schema, compute_keyed
 from opslib.history.queries import History
@@ -73,11 +73,12 @@ class Batches:
 def run_failing(local: LocalRuntime, spec: BatchSpec, batch: str, missing: str) -> None:
     """Register the batch, delete one symbol's bars, then send its jobs: that symbol's job fails."""
     submitter = local.submitter()
-    jobs = plan_jobs(spec, batch, bars=submitter.upload_bars(spec))
-    submitter.register(spec, batch, jobs)
+    prepared = submitter.prepare(spec)
+    jobs = plan_jobs(spec, batch, refs=prepared.refs, bars=prepared.bars)
+    submitter.register(spec, batch, jobs, prepared)
     names = local.names
     assert names is not None
-    submitter.clients.client("s3").delete_object(Bucket=names.bucket, Key=bars_key(data_hash(spec), missing))
+    submitter.clients.client("s3").delete_object(Bucket=names.bucket, Key=prepared.refs[missing].key)
     submitter.send_in_waves(jobs, depth=4, on_tick=lambda: True)
     store = local.store()
     assert wait_until(lambda: store.get_batch(batch).complete, timeout_s=120)
@@ -235,7 +236,7 @@ def test_top_ranks_stored_results_with_all_metrics(
     assert len(everything) == 12
     sharpe = [r["metrics"]["sharpe"] for r in everything]
     assert sharpe == sorted(sharpe, reverse=True)
-    assert len(everything[0]["metrics"]) == 32 and everything[0]["params"]
+    assert set(everything[0]["metrics"]) == set(METRIC_NAMES) and everything[0]["params"]
     summary_top = as_json(capsys, batches.history(), "show", batches.a)["summary"]["ranking"]["top"]
     assert [(r["strategy"], r["symbol"], r["params"]) for r in everything[:5]] == [
         (r["strategy"], r["symbol"], r["params"]) for r in summary_top

@@ -54,6 +54,45 @@ def test_the_custom_spec_is_built_from_the_form_strings() -> None:
     ]
 
 
+def test_s3_data_reads_the_uri_in_place_with_the_window_and_gap_policy() -> None:
+    spec = ws.build_spec(
+        spec="custom",
+        strategies="SMA_Crossover",
+        symbols="KRW-BTC,KRW-ETH",
+        timeframe="1h",
+        period=" 2024-01-01..2025-01-01 ",
+        grid="fast=5:50:5; slow=20:200:10",
+        data="s3://my-market-data/upbit/{symbol}_1h.csv gaps=fill",
+        target="aws",
+    )
+    assert spec["data"] == {
+        "source": "s3",
+        "uri": "s3://my-market-data/upbit/{symbol}_1h.csv",
+        "timeframe": "1h",
+        "gaps": "fill",
+        "since": "2024-01-01",
+        "until": "2025-01-01",
+    }
+    parsed = parse_spec(spec)
+    assert (parsed.data.uri, parsed.data.gaps) == ("s3://my-market-data/upbit/{symbol}_1h.csv", "fill")
+    open_ended = ws.build_spec(
+        spec="custom",
+        strategies="SMA_Crossover",
+        symbols="KRW-BTC",
+        timeframe="1h",
+        period="2024-06-01..",
+        grid="",
+        data="s3://b/{symbol}.parquet",
+        target="aws",
+    )
+    assert open_ended["data"] == {
+        "source": "s3",
+        "uri": "s3://b/{symbol}.parquet",
+        "timeframe": "1h",
+        "since": "2024-06-01",
+    }
+
+
 def test_an_unscoped_axis_applies_to_every_strategy_and_a_scoped_one_to_its_strategy() -> None:
     grids = ws.parse_grid("fast=5:50:5; Other.x=1,2; ;  slow=a,true,0.5", ["SMA_Crossover", "Other"])
     assert grids == {
@@ -149,8 +188,27 @@ def test_a_spec_file_gets_the_forms_priority_and_ignores_the_custom_fields(
         ),
         (["--period", "1y"], "period: '1y' is not a whole number of bars; give an integer, e.g. 8760"),
         (["--period", "87.6"], "period: '87.6' is not a whole number of bars"),
+        (["--data", "data/upbit/{symbol}_1h.csv"], "data: 'data/upbit/{symbol}_1h.csv' is neither synthetic"),
+        (
+            ["--data", "s3://b/{symbol}.csv", "--target", "local"],
+            "data: S3 bars run on the deployed stack only",
+        ),
+        (["--data", "s3://b/{symbol}.csv fill", "--target", "aws"], "data: 'fill' is not an option"),
+        (
+            ["--data", "s3://b/{symbol}.csv", "--target", "aws", "--period", "2024-01-01"],
+            "period: '2024-01-01' is not a window",
+        ),
     ],
-    ids=["axis-without-equals", "scope-not-in-strategies", "period-not-a-number", "period-fractional"],
+    ids=[
+        "axis-without-equals",
+        "scope-not-in-strategies",
+        "period-not-a-number",
+        "period-fractional",
+        "data-not-s3",
+        "s3-on-local",
+        "s3-bad-option",
+        "s3-period-not-a-window",
+    ],
 )
 def test_bad_form_input_exits_2_naming_the_input_and_the_fix(
     args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -173,8 +231,20 @@ def test_bad_form_input_exits_2_naming_the_input_and_the_fix(
         (["--grid", "fast=5:50"], "strategies[0].grid.fast: '5:50' is not 'start:stop:step'"),
         (["--timeframe", "sometimes"], "data.freq"),
         (["--priority", "urgent"], "priority"),
+        (["--data", "s3://b/{symbol}.csv gaps=sometimes", "--target", "aws", "--period", ""], "data.gaps"),
+        (["--data", "s3://b/x.csv", "--target", "aws", "--period", ""], "data.uri"),
+        (["--data", "s3://b/{symbol}.csv", "--target", "aws", "--period", "2025-01-01..2024-01-01"], "until"),
     ],
-    ids=["unknown-strategy", "no-strategy", "bad-range", "bad-timeframe", "bad-priority"],
+    ids=[
+        "unknown-strategy",
+        "no-strategy",
+        "bad-range",
+        "bad-timeframe",
+        "bad-priority",
+        "bad-gaps",
+        "uri-without-symbol",
+        "window-backwards",
+    ],
 )
 def test_a_spec_the_parser_rejects_exits_2_with_the_spec_error(
     args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -249,7 +249,22 @@ def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )
 
 
-FORM_VARIABLES = ("SPEC_CHOICE", "STRATEGIES", "SYMBOLS", "TIMEFRAME", "PERIOD", "GRID", "PRIORITY")
+FORM_VARIABLES = (
+    "SPEC_CHOICE",
+    "STRATEGIES",
+    "SYMBOLS",
+    "TIMEFRAME",
+    "PERIOD",
+    "GRID",
+    "PRIORITY",
+    "DATA",
+    "TARGET",
+)
+
+
+def test_the_backtest_form_stays_within_githubs_limit_of_ten_inputs() -> None:
+    inputs = triggers(load("backtest"))["workflow_dispatch"]["inputs"]
+    assert len(inputs) <= 10, sorted(inputs)
 
 
 def test_no_workflow_runs_inline_python() -> None:
@@ -316,6 +331,8 @@ def test_the_backtest_form_writes_a_valid_spec(tmp_path: Path) -> None:
         period="2000",
         grid="SMA_Crossover.fast=5:20:5; SMA_Crossover.slow=30,40; RSI_MeanReversion.period=7,14",
         priority="high",
+        data="synthetic",
+        target="local",
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "custom" / "github_env").read_text() == f"SPEC={custom}\n"
@@ -332,6 +349,8 @@ def test_the_backtest_form_writes_a_valid_spec(tmp_path: Path) -> None:
         timeframe="",
         period="",
         grid="",
+        data="",
+        target="local",
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "demo" / "github_env").read_text() == f"SPEC={demo}\n"
@@ -345,10 +364,20 @@ def test_the_backtest_form_writes_a_valid_spec(tmp_path: Path) -> None:
         ({"grid": "fast 5:50:5"}, "grid: axis 'fast 5:50:5' has no '='"),
         ({"grid": "RSI_MeanReversion.period=7,14"}, "not in strategies (SMA_Crossover)"),
         ({"period": "one year"}, "period: 'one year' is not a whole number of bars"),
+        ({"data": "s3://b/{symbol}.csv"}, "S3 bars run on the deployed stack only (target aws)"),
+        ({"data": "s3://b/{symbol}.csv gaps=fill", "target": "aws", "period": "2024"}, "since..until"),
         ({"strategies": "SMA_Crossover,Nope"}, "strategies[1].name"),  # load_spec's error, same step
         ({"grid": "-fast=5:50:5; $(touch PWNED); `touch PWNED`"}, "has no '='"),  # data, not code
     ],
-    ids=["axis-without-equals", "scope-not-listed", "period", "spec-error", "hostile-string"],
+    ids=[
+        "axis-without-equals",
+        "scope-not-listed",
+        "period",
+        "s3-on-local",
+        "s3-window",
+        "spec-error",
+        "hostile-string",
+    ],
 )
 def test_bad_form_input_fails_the_spec_step_with_status_2(
     tmp_path: Path, inputs: dict[str, str], message: str
@@ -361,6 +390,8 @@ def test_bad_form_input_fails_the_spec_step_with_status_2(
         "period": "1000",
         "grid": "fast=5:50:5; slow=20:200:10",
         "priority": "normal",
+        "data": "synthetic",
+        "target": "local",
         **inputs,
     }
     pwned = tmp_path / "pwned"
@@ -451,11 +482,12 @@ def test_the_benchmark_commands_run_locally_with_the_workflows_arguments(tmp_pat
     report = (tmp_path / "head" / "report.md").read_text()
     assert "## Against the base run" in report and "## Scalability" in report and "xychart-beta" in report
     cells = json.loads((tmp_path / "head" / "results.json").read_text())["scalability"]
+    # "200/4" asks for about 4 jobs: the 100 x 2 grid tiles in blocks of 24 fast values (the 1-2-3 series).
     assert [(c["backtests"], c["jobs"], c["workers"]) for c in cells] == [
         (10, 1, 1),
         (10, 1, 2),
-        (200, 4, 1),
-        (200, 4, 2),
+        (200, 5, 1),
+        (200, 5, 2),
     ]
     for name in ("benchmark-bigger.json", "benchmark-smaller.json"):
         entries = json.loads((tmp_path / "head" / name).read_text())

@@ -3,11 +3,12 @@
 Pure where it can be: nothing here talks to SQS, S3 or DynamoDB; storage and queues are the callers' edges.
 
 - spec: `load_spec`, `parse_spec`, `BatchSpec`, `JobType`, `Priority`, `spec_hash`, `count_backtests`
-- planning: `plan_jobs`, `batch_id`, `Job`, `bars_key`, `result_key`
+- planning: `plan_jobs`, `batch_id`, `Job`, `DataRef`, `described_refs`, `result_key`
 - messages: `encode_job`, `decode_job`, `encode_result`, `decode_result`, `encode_failure`, `JOB_SCHEMA`, ...
 - running: `run_job`, `JobResult`, `JobStatus`, `JobFailed`, `is_retryable`
 """
 
+from .data_refs import DataRef
 from .messages import (
     DEFAULT_INLINE_LIMIT,
     FAILURE_SCHEMA,
@@ -26,7 +27,7 @@ from .messages import (
     encode_result,
     message_kind,
 )
-from .planner import Job, bars_key, batch_id, plan_jobs, result_key
+from .planner import Job, batch_id, described_refs, plan_jobs, result_key
 from .runner import JobFailed, JobResult, JobStatus, is_retryable, run_job
 from .spec import (
     BatchSpec,
@@ -51,6 +52,7 @@ __all__ = [
     "MESSAGE_VERSION",
     "RESULT_SCHEMA",
     "BatchSpec",
+    "DataRef",
     "DataSource",
     "DataSpec",
     "FailureMessage",
@@ -67,12 +69,12 @@ __all__ = [
     "ResultMessage",
     "SpecError",
     "StrategySpec",
-    "bars_key",
     "batch_id",
     "count_backtests",
     "decode_failure",
     "decode_job",
     "decode_result",
+    "described_refs",
     "encode_failure",
     "encode_job",
     "encode_result",

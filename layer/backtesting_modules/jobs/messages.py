@@ -10,16 +10,16 @@ storage keys. Jobs and failures are version 1; results are version 2 (rows as co
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from .planner import Job, result_key
-from .results import RESULT_BODY_VERSION, ResultColumns, count_rows, encode_result_body
+from .results import ResultColumns, count_rows, encode_result_body
 from .runner import JobResult, JobStatus, is_retryable
 from .spec import JobError, JobType, Priority
 
 MESSAGE_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-RESULT_VERSION = RESULT_BODY_VERSION  # v2: rows travel as columns (v1 carried a list of row objects)
+RESULT_VERSION = 2  # v2: rows travel as columns (v1 carried a list of row objects)
 DEFAULT_INLINE_LIMIT = 200_000  # bytes; SQS allows 256 KB per message, the rest is headroom for attributes
 
 
@@ -78,6 +78,8 @@ class ResultMessage(TypedDict):
     best: RowWire | None
     columns: ResultColumns | None
     result_key: str | None
+    # Per symbol, what the worker measured of bars it read in place (an S3 source): sha256, bars, gaps.
+    bars: NotRequired[dict[str, dict[str, Any]] | None]
 
 
 class FailureMessage(TypedDict):
@@ -164,7 +166,8 @@ RESULT_SCHEMA: dict[str, Any] = {
     "title": "ResultMessage",
     "type": "object",
     "additionalProperties": False,
-    "required": list(ResultMessage.__annotations__),
+    # `bars` is optional (NotRequired, which postponed annotations hide from __required_keys__).
+    "required": [k for k in ResultMessage.__annotations__ if k != "bars"],
     "properties": {
         **_HEADER,
         "version": {"type": "integer", "enum": [RESULT_VERSION]},
@@ -176,6 +179,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "best": {"type": ["object", "null"], **{k: v for k, v in _ROW_SCHEMA.items() if k != "type"}},
         "columns": _COLUMNS_SCHEMA,
         "result_key": {"type": ["string", "null"]},
+        "bars": {"type": ["object", "null"]},
     },
 }
 
@@ -291,9 +295,9 @@ def encode_result(
     pointer: ResultMessage = {
         **message,
         "columns": None,
-        "result_key": result_key(result.batch_id, result.job_id),
+        "result_key": result_key(result.job_id),
     }
-    return pointer, encode_result_body(result.batch_id, result.job_id, columns)
+    return pointer, encode_result_body(result.job_id, columns)
 
 
 def decode_result(body: str | bytes) -> ResultMessage:

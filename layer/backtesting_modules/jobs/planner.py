@@ -1,33 +1,43 @@
-"""Job planning: a validated `BatchSpec` split into `Job`s, and the storage key names jobs refer to.
+"""Job planning: a validated `BatchSpec` and its bars' references split into `Job`s.
 
-Pure: `plan_jobs` reads nothing and sends nothing; the same spec and batch id always give the same jobs with
-the same ids, in the same order.
+Pure: `plan_jobs` reads nothing and sends nothing; the same spec and references always give the same jobs,
+with the same ids, in the same order.
 
-Chunking. A PARAMETER_OPTIMIZATION job is one (strategy, symbol, timeframe) and a contiguous range
-``[start, stop)`` of *cartesian indices* of the strategy's grid (see `spec`: the product of the axes in YAML
-order, last axis fastest, the order `expand_grid` enumerates). Combinations in the range that violate a
-constraint are skipped by the engine, so a range is sized by its *valid* combinations:
+Ids are content hashes. A job id hashes everything that decides the job's result — job type, strategy, its
+sub-grid, fixed parameters, config, ranking metric, timeframe and the references of its bars (content hashes
+or S3 ETags, `data_refs`) — and nothing else: not the batch id, not the priority. So any batch that plans a
+job that ran before reuses its stored result. A batch id hashes the spec (its data section replaced by the
+bars' references), so changing one bar gives a new batch, and an unchanged spec on unchanged bars finds
+the batch that already ran.
 
-    combos_per_job = clamp(round(target_seconds × throughput / bars), 1, valid combinations)
+Tiles. A PARAMETER_OPTIMIZATION job is one (strategy, symbol) and a *tile* of the strategy's grid: the
+product of one block of values per axis. Blocks are anchored at the start of each axis; their sizes come
+from the 1-2-3 series (1, 2, 3, 4, 6, 8, 12, 16, 24, ...), chosen from the last (fastest) axis outwards
+so that a tile holds at most
 
-with `throughput` the engine's sweep speed in bar·combinations per second (default 2e7, about one core on
-hourly bars, see benchmarks) and `bars` the bars per symbol (`spec.estimate_bars`). The ranges of one
-strategy tile ``[0, grid_size)`` exactly, so every valid combination is run exactly once. MULTI_STRATEGY jobs
-run the portfolio (a per-bar loop) over all symbols, sized the same way with `loop_throughput` and
-bars × symbols. TIMEZONE_ANALYSIS and PERFORMANCE_COMPARISON jobs carry one parameter set each (a range of
-one valid index); SINGLE_STRATEGY jobs carry the one parameter set of their strategy.
+    combos_per_job = max(1, round(target_seconds × throughput / bars))
+
+combinations, each axis's block no larger than the axis rounded up in that series. Block sizes move in
+coarse steps, so a tile is stable when the grid grows: appending values to an axis changes only the tiles
+of its last, partial block and adds new ones; every other tile keeps its id, so widening a grid on
+unchanged bars reruns only those (an axis that grows past a step of the series re-tiles the grid). Tiles
+whose combinations all violate a constraint are not planned. `throughput` is the engine's sweep speed in
+bar·combinations per second (default 2e7, about one core on hourly bars, see benchmarks). MULTI_STRATEGY
+jobs run the portfolio (a per-bar loop) over all symbols, sized the same way with `loop_throughput` and
+bars × symbols. TIMEZONE_ANALYSIS and PERFORMANCE_COMPARISON jobs carry one parameter set each (a tile of
+one combination); SINGLE_STRATEGY jobs carry the one parameter set of their strategy.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ..names import bars_key, result_key
+from ..names import result_key
 from ..strategies import get_strategy
+from .data_refs import DataRef
 from .spec import (
     BatchSpec,
     GridAxes,
@@ -39,7 +49,6 @@ from .spec import (
     data_hash,
     estimate_bars,
     sha256_hex,
-    spec_hash,
     valid_positions,
 )
 
@@ -48,10 +57,12 @@ DEFAULT_THROUGHPUT = 2.0e7  # bar·combinations per second of `run_sweep` on one
 DEFAULT_LOOP_THROUGHPUT = 1.0e6  # bars per second of the per-bar portfolio loop (one parameter set)
 PORTFOLIO_SYMBOL = "PORTFOLIO"
 _ID_CHARS = 16
+# Where bars come from, not which bars they are: replaced by the references in a batch's identity.
+_DESCRIPTIVE_DATA_KEYS = ("source", "paths", "pattern", "uri", "exchange", "seed", "periods", "start", "bars")
 
 
 # Re-exported: every storage key is named in backtesting_modules/names.py, the one module that owns names.
-__all__ = ["Job", "bars_key", "batch_id", "job_id", "plan_jobs", "result_key"]
+__all__ = ["Job", "batch_id", "described_refs", "job_id", "plan_jobs", "result_key"]
 
 
 # ------------------------------------------------------------------------------------------------ jobs
@@ -59,7 +70,8 @@ __all__ = ["Job", "bars_key", "batch_id", "job_id", "plan_jobs", "result_key"]
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work: a strategy over its symbols' bars for the cartesian grid range [start, stop)."""
+    """One unit of work: a strategy over its symbols' bars for its tile `grid` (cartesian range
+    [start, stop) of it: the whole tile)."""
 
     job_id: str
     batch_id: str
@@ -100,66 +112,126 @@ class Job:
         }
 
 
-def batch_id(spec: BatchSpec, salt: str = "") -> str:
-    """Deterministic batch id from the spec hash; a salt (e.g. a rerun label) gives a fresh id."""
-    return "b-" + sha256_hex(f"{spec_hash(spec)}:{salt}")[:_ID_CHARS]
+def described_refs(spec: BatchSpec) -> dict[str, DataRef]:
+    """References named after the spec's data section, not its bars: for planning without loading bars
+    (`run_batch.py --estimate`, tests of the planner). A batch always plans with the bars' own references,
+    which the driver resolves (`opslib.batch.bars`)."""
+    source = data_hash(spec)
+    return {symbol: DataRef(f"bars/described-{source}-{symbol}.npz") for symbol in spec.symbols}
 
 
-def job_id(batch: str, content: Mapping[str, Any]) -> str:
-    return "j-" + sha256_hex(f"{batch}:{canonical_json(dict(content))}")[:_ID_CHARS]
+def batch_id(spec: BatchSpec, refs: Mapping[str, DataRef | str] | None = None, salt: str = "") -> str:
+    """Deterministic batch id: the spec with its data section replaced by the bars' references (so the same
+    spec on changed bars is a new batch); a salt (e.g. a rerun label) gives a fresh id."""
+    described = spec.to_dict()
+    data = {k: v for k, v in described.pop("data").items() if k not in _DESCRIPTIVE_DATA_KEYS}
+    resolved = refs if refs is not None else described_refs(spec)
+    identity = {**described, "data": data, "bars": {s: str(r) for s, r in sorted(resolved.items())}}
+    return "b-" + sha256_hex(f"{canonical_json(identity)}:{salt}")[:_ID_CHARS]
 
 
-def chunk_size(valid: int, bars: int, *, target_seconds: float, throughput: float) -> int:
-    """Valid combinations per job so that bars × combinations / throughput ≈ target_seconds."""
-    wanted = round(target_seconds * throughput / max(1, bars))
-    return int(min(max(1, wanted), max(1, valid)))
+def job_id(content: Mapping[str, Any]) -> str:
+    """A job's id: the hash of its content (`Job.content`), the same in every batch that plans it."""
+    return "j-" + sha256_hex(canonical_json(dict(content)))[:_ID_CHARS]
 
 
-def compute_ranges(positions: np.ndarray, grid_size: int, per_job: int) -> list[tuple[int, int]]:
-    """Tile [0, grid_size) into ranges holding `per_job` valid positions each (the last may hold fewer)."""
-    starts = [0, *(int(positions[i]) for i in range(per_job, len(positions), per_job))]
-    return list(zip(starts, [*starts[1:], grid_size], strict=True))
+def combos_per_job(bars: int, *, target_seconds: float, throughput: float) -> int:
+    """Combinations per job so that bars × combinations / throughput ≈ target_seconds."""
+    return max(1, round(target_seconds * throughput / max(1, bars)))
+
+
+def _sizes_up_to(n: int) -> list[int]:
+    """The block sizes a tile may use: 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (2^k and 3·2^k) up to `n`."""
+    sizes, k = [], 1
+    while k <= max(1, n):
+        sizes += [k] + ([3 * k // 2] if k > 1 and 3 * k // 2 <= n else [])
+        k *= 2
+    return sorted(set(sizes))
+
+
+def _size_floor(n: int) -> int:
+    return _sizes_up_to(n)[-1]
+
+
+def _size_ceil(n: int) -> int:
+    return next(size for size in _sizes_up_to(4 * max(1, n)) if size >= n)
+
+
+def compute_block_sizes(lengths: tuple[int, ...], per_job: int) -> tuple[int, ...]:
+    """Per axis, the block size of a tile (see the module docstring): from the last axis outwards, the
+    largest size of the 1-2-3 series (2^k, 3·2^k) that fits the room left, but no larger than the axis
+    rounded up in that series; the room an axis leaves counts the values its block really covers."""
+    sizes = [1] * len(lengths)
+    room = max(1, per_job)
+    for i in reversed(range(len(lengths))):
+        sizes[i] = min(_size_ceil(lengths[i]), _size_floor(room))
+        room = max(1, room // min(sizes[i], lengths[i]))
+    return tuple(sizes)
+
+
+def compute_tiles(grid: GridAxes, per_job: int) -> list[GridAxes]:
+    """The tiles of `grid` in sweep order (outer axes slowest), each a grid of one block per axis."""
+    if not grid:
+        return [grid]
+    sizes = compute_block_sizes(tuple(len(v) for _, v in grid), per_job)
+    blocks = [
+        [tuple(values[i : i + size]) for i in range(0, len(values), size)]
+        for (_, values), size in zip(grid, sizes, strict=True)
+    ]
+    names = [name for name, _ in grid]
+    return [tuple(zip(names, combo, strict=True)) for combo in _product(blocks)]
+
+
+def _product(blocks: list[list[tuple[Any, ...]]]) -> Iterator[tuple[tuple[Any, ...], ...]]:
+    if not blocks:
+        yield ()
+        return
+    for first in blocks[0]:
+        for rest in _product(blocks[1:]):
+            yield (first, *rest)
 
 
 def plan_jobs(
     spec: BatchSpec,
     batch: str,
     *,
+    refs: Mapping[str, DataRef | str] | None = None,
     target_seconds: float = DEFAULT_TARGET_SECONDS,
     throughput: float = DEFAULT_THROUGHPUT,
     loop_throughput: float = DEFAULT_LOOP_THROUGHPUT,
     bars: int | None = None,
 ) -> list[Job]:
-    """Split `spec` into jobs (see the module docstring); `bars` overrides the bars-per-symbol estimate."""
+    """Split `spec` into jobs (see the module docstring). `refs` are the bars' references per symbol
+    (`described_refs` when None: planning only); `bars` overrides the bars-per-symbol estimate."""
     n_bars = bars if bars is not None else estimate_bars(spec)
-    source = data_hash(spec)
+    resolved = {s: str(r) for s, r in (refs if refs is not None else described_refs(spec)).items()}
     jobs: list[Job] = []
     for item in spec.strategies:
-        for symbols, start, stop in _units(spec, item, n_bars, target_seconds, throughput, loop_throughput):
-            jobs.append(_job(spec, batch, item, symbols, (start, stop), source))
+        for symbols, tile in _units(spec, item, n_bars, target_seconds, throughput, loop_throughput):
+            jobs.append(_job(spec, batch, item, symbols, tile, resolved))
     return jobs
 
 
 def _units(
     spec: BatchSpec, item: StrategySpec, n_bars: int, target: float, throughput: float, loop: float
-) -> Iterator[tuple[tuple[str, ...], int, int]]:
-    positions = valid_positions(get_strategy(item.name), item.grid, item.params_dict())
+) -> Iterator[tuple[tuple[str, ...], GridAxes]]:
+    strategy = get_strategy(item.name)
+    fixed = item.params_dict()
     kind = spec.job_type
     if kind is JobType.MULTI_STRATEGY:
-        per_job = chunk_size(
-            len(positions), n_bars * len(spec.symbols), target_seconds=target, throughput=loop
-        )
-        for start, stop in compute_ranges(positions, item.grid_size, per_job):
-            yield spec.symbols, start, stop
-        return
-    if kind is JobType.PARAMETER_OPTIMIZATION:
-        per_job = chunk_size(len(positions), n_bars, target_seconds=target, throughput=throughput)
-        ranges = compute_ranges(positions, item.grid_size, per_job)
+        per_job = combos_per_job(n_bars * len(spec.symbols), target_seconds=target, throughput=loop)
+    elif kind is JobType.PARAMETER_OPTIMIZATION:
+        per_job = combos_per_job(n_bars, target_seconds=target, throughput=throughput)
     else:  # one parameter set per job
-        ranges = [(int(p), int(p) + 1) for p in positions]
+        per_job = 1
+    tiles = [t for t in compute_tiles(item.grid, per_job) if len(valid_positions(strategy, t, fixed))]
+    if kind is JobType.MULTI_STRATEGY:
+        for tile in tiles:
+            yield spec.symbols, tile
+        return
     for symbol in spec.symbols:
-        for start, stop in ranges:
-            yield (symbol,), start, stop
+        for tile in tiles:
+            yield (symbol,), tile
 
 
 def _job(
@@ -167,9 +239,12 @@ def _job(
     batch: str,
     item: StrategySpec,
     symbols: tuple[str, ...],
-    span: tuple[int, int],
-    source: str,
+    tile: GridAxes,
+    refs: Mapping[str, str],
 ) -> Job:
+    missing = [s for s in symbols if s not in refs]
+    if missing:
+        raise ValueError(f"no bars reference for {', '.join(missing)}: resolve every symbol's bars first")
     draft = Job(
         job_id="",
         batch_id=batch,
@@ -177,13 +252,13 @@ def _job(
         strategy=item.name,
         symbols=symbols,
         timeframe=spec.data.timeframe,
-        data_keys=tuple(bars_key(source, s) for s in symbols),
-        grid=item.grid,
+        data_keys=tuple(refs[s] for s in symbols),
+        grid=tile,
         fixed=item.params,
-        start=span[0],
-        stop=span[1],
+        start=0,
+        stop=math.prod(len(values) for _, values in tile),
         config=spec.config,
         ranking_metric=spec.ranking.metric,
         priority=spec.priority,
     )
-    return Job(**{**draft.__dict__, "job_id": job_id(batch, draft.content())})
+    return Job(**{**draft.__dict__, "job_id": job_id(draft.content())})

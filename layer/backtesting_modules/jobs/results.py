@@ -5,11 +5,13 @@ are what travels and is stored: one list per parameter and per metric, so a 4,00
 dozen JSON arrays instead of 4,000 objects repeating the same keys. A sweep's DataFrame becomes columns
 without building a dict per row.
 
-Stored body (``results/<batch_id>/<job_id>.json``, version 2): JSON whose metric columns are binary —
+Stored body (``results/<job_id>.json``, version 3): JSON whose metric columns are binary —
 base64 of little-endian float64, NaN where a metric has no value — because writing 90,000 floats as
-decimal text costs ~50 ms per job and reading them back as much again; base64 costs under 10 ms::
+decimal text costs ~50 ms per job and reading them back as much again; base64 costs under 10 ms. A job id
+hashes the job's content, so the body names no batch: every batch that plans the job shares it (version 2,
+stored under ``results/<batch_id>/<job_id>.json`` with a "batch_id" field, is still read)::
 
-    {"version": 2, "batch_id": "...", "job_id": "...", "rows": N, "metrics_encoding": "f8-base64",
+    {"version": 3, "job_id": "...", "rows": N, "metrics_encoding": "f8-base64",
      "columns": {"strategy": [...], "symbol": [...], "params": {"fast": [...], ...},
                  "metrics": {"sharpe": "<base64>", ...}, "extras": [{...}, ...] | null}}
 
@@ -30,7 +32,8 @@ import pandas as pd
 
 from ..errors import BacktestError
 
-RESULT_BODY_VERSION = 2
+RESULT_BODY_VERSION = 3
+READABLE_BODY_VERSIONS = (2, 3)
 METRICS_ENCODING = "f8-base64"
 
 Row = dict[str, Any]
@@ -172,11 +175,10 @@ def best_index(columns: ResultColumns, metric: str, higher: bool) -> int | None:
 # --------------------------------------------------------------------------------------- stored body
 
 
-def encode_result_body(batch_id: str, job_id: str, columns: ResultColumns) -> bytes:
+def encode_result_body(job_id: str, columns: ResultColumns) -> bytes:
     """The stored body of a job's rows (see the module docstring)."""
     document = {
         "version": RESULT_BODY_VERSION,
-        "batch_id": batch_id,
         "job_id": job_id,
         "rows": count_rows(columns),
         "metrics_encoding": METRICS_ENCODING,
@@ -201,10 +203,10 @@ def _load_body(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "or is truncated: re-run the job (run_batch.py --resume)."
         ) from exc
     version = document.get("version") if isinstance(document, dict) else None
-    if version != RESULT_BODY_VERSION or document.get("metrics_encoding") != METRICS_ENCODING:
+    if version not in READABLE_BODY_VERSIONS or document.get("metrics_encoding") != METRICS_ENCODING:
         raise ResultBodyError(
-            f"result body version {version!r} is not {RESULT_BODY_VERSION} ({METRICS_ENCODING}): read it "
-            "with the layer version that wrote it, or re-run the batch."
+            f"result body version {version!r} is not one of {READABLE_BODY_VERSIONS} ({METRICS_ENCODING}): "
+            "read it with the layer version that wrote it, or re-run the batch."
         )
     columns = document.get("columns")
     if not isinstance(columns, dict) or not {"strategy", "symbol", "params", "metrics"} <= columns.keys():

@@ -103,15 +103,18 @@ class DataSpec:
     pattern: str | None = None
     uri: str | None = None
     exchange: str | None = None
-    since: str | None = None
-    until: str | None = None
+    since: str | None = None  # window start, UTC, inclusive (every source)
+    until: str | None = None  # window end, UTC, exclusive
     bars: int | None = None
+    gaps: str = "keep"  # keep | fill: what loading does with missing bars
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source.value, "timeframe": self.timeframe}
         for name in ("seed", "periods", "start", "pattern", "uri", "exchange", "since", "until", "bars"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.gaps != "keep":
+            out["gaps"] = self.gaps
         if self.paths:
             out["paths"] = dict(self.paths)
         return out

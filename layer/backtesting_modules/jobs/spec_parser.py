@@ -10,6 +10,7 @@ import these three functions from `spec`, the spec's public face.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from .spec_model import (
     SpecError,
     StrategySpec,
     count_combinations,
+    timeframe_delta,
     valid_positions,
 )
 
@@ -57,11 +59,12 @@ _TOP_KEYS = ("name", "job_type", "strategies", "symbols", "data", "config", "pri
 _REQUIRED_TOP = ("name", "job_type", "strategies", "symbols", "data")
 _STRATEGY_KEYS = ("name", "grid", "params")
 _DATA_KEYS: dict[str, tuple[str, ...]] = {
-    "synthetic": ("source", "seed", "periods", "freq", "start"),
-    "files": ("source", "paths", "pattern", "timeframe", "bars"),
-    "s3": ("source", "uri", "timeframe", "bars"),
-    "exchange": ("source", "exchange", "timeframe", "since", "until", "bars"),
+    "synthetic": ("source", "seed", "periods", "freq", "start", "since", "until"),
+    "files": ("source", "paths", "pattern", "timeframe", "bars", "since", "until", "gaps"),
+    "s3": ("source", "uri", "timeframe", "bars", "since", "until", "gaps"),
+    "exchange": ("source", "exchange", "timeframe", "since", "until", "bars", "gaps"),
 }
+GAP_POLICIES = ("keep", "fill")
 
 
 def load_spec(path: str | Path) -> BatchSpec:
@@ -212,7 +215,7 @@ def _data(raw: Any, path: str) -> DataSpec:
     _check_keys(data, tuple(sorted({k for keys in _DATA_KEYS.values() for k in keys})), path, ("source",))
     source = _enum(DataSource, data["source"], f"{path}.source", upper=False)
     _check_keys(data, _DATA_KEYS[source.value], path, ())
-    bars = _positive_int(data["bars"], f"{path}.bars") if "bars" in data else None
+    since, until = _window(data, path, required=source is DataSource.EXCHANGE)
     if source is DataSource.SYNTHETIC:
         return DataSpec(
             source,
@@ -220,51 +223,86 @@ def _data(raw: Any, path: str) -> DataSpec:
             seed=_nonnegative_int(data.get("seed", 42), f"{path}.seed"),
             periods=_positive_int(data.get("periods", 8760), f"{path}.periods"),
             start=_date(data.get("start", "2021-01-01"), f"{path}.start"),
+            since=since,
+            until=until,
         )
-    timeframe = _string(data.get("timeframe", "1h"), f"{path}.timeframe")
-    if source is DataSource.FILES:
-        if ("paths" in data) == ("pattern" in data):
-            raise _FieldError(
-                path, "give exactly one of paths ({symbol: path}) or pattern ('data/{symbol}.csv')."
-            )
-        if "pattern" in data:
-            return DataSpec(
-                source, timeframe, pattern=_pattern(data["pattern"], f"{path}.pattern"), bars=bars
-            )
-        paths = _mapping(data["paths"], f"{path}.paths", "a mapping {symbol: path}")
-        return DataSpec(
-            source,
-            timeframe,
-            paths=tuple((str(k), _string(v, f"{path}.paths.{k}")) for k, v in paths.items()),
-            bars=bars,
-        )
-    if source is DataSource.S3:
-        if "uri" not in data:
-            raise _FieldError(
-                f"{path}.uri", "is required for source s3; e.g. 's3://bucket/bars/{symbol}.parquet'."
-            )
-        uri = _pattern(data["uri"], f"{path}.uri")
-        if not uri.startswith("s3://"):
-            raise _FieldError(f"{path}.uri", f"{uri!r} must start with 's3://'.")
-        return DataSpec(source, timeframe, uri=uri, bars=bars)
-    for key in ("exchange", "since"):
-        if key not in data:
-            raise _FieldError(
-                f"{path}.{key}", "is required for source exchange; e.g. exchange: upbit, since: 2024-01-01."
-            )
-    _exchange_timeframe(timeframe, f"{path}.timeframe")
-    since = _date(data["since"], f"{path}.since")
-    until = _date(data["until"], f"{path}.until") if "until" in data else None
-    if until is not None and pd.Timestamp(until) <= pd.Timestamp(since):
-        raise _FieldError(f"{path}.until", f"{until} is not after since {since}; swap or fix the dates.")
-    return DataSpec(
+    common = DataSpec(
         source,
-        timeframe,
-        exchange=_string(data["exchange"], f"{path}.exchange"),
+        timeframe=_string(data.get("timeframe", "1h"), f"{path}.timeframe"),
+        bars=_positive_int(data["bars"], f"{path}.bars") if "bars" in data else None,
         since=since,
         until=until,
-        bars=bars,
+        gaps=_gaps(data.get("gaps", "keep"), f"{path}.gaps"),
     )
+    if source is DataSource.FILES:
+        return replace(common, **_files(data, path))
+    if source is DataSource.S3:
+        _bar_timeframe(common.timeframe, f"{path}.timeframe")  # the gap policy measures bars by it
+        return replace(common, uri=_s3_uri(data, path))
+    if "exchange" not in data:
+        raise _FieldError(
+            f"{path}.exchange", "is required for source exchange; e.g. exchange: upbit, since: 2024-01-01."
+        )
+    _exchange_timeframe(common.timeframe, f"{path}.timeframe")
+    return replace(common, exchange=_string(data["exchange"], f"{path}.exchange"))
+
+
+def _files(data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """`pattern` or `paths` of a files source (exactly one of them)."""
+    if ("paths" in data) == ("pattern" in data):
+        raise _FieldError(
+            path, "give exactly one of paths ({symbol: path}) or pattern ('data/{symbol}.csv')."
+        )
+    if "pattern" in data:
+        return {"pattern": _pattern(data["pattern"], f"{path}.pattern")}
+    paths = _mapping(data["paths"], f"{path}.paths", "a mapping {symbol: path}")
+    return {"paths": tuple((str(k), _string(v, f"{path}.paths.{k}")) for k, v in paths.items())}
+
+
+def _s3_uri(data: Mapping[str, Any], path: str) -> str:
+    if "uri" not in data:
+        raise _FieldError(
+            f"{path}.uri", "is required for source s3; e.g. 's3://bucket/bars/{symbol}.parquet'."
+        )
+    uri = _pattern(data["uri"], f"{path}.uri")
+    if not uri.startswith("s3://") or "/" not in uri[len("s3://") :].strip("/"):
+        raise _FieldError(
+            f"{path}.uri", f"{uri!r} must be s3://bucket/key, e.g. 's3://bucket/bars/{{symbol}}.parquet'."
+        )
+    return uri
+
+
+def _window(data: Mapping[str, Any], path: str, *, required: bool) -> tuple[str | None, str | None]:
+    """`since` (inclusive) and `until` (exclusive), UTC dates; `since` is required for an exchange."""
+    if required and "since" not in data:
+        raise _FieldError(
+            f"{path}.since", "is required for source exchange; e.g. exchange: upbit, since: 2024-01-01."
+        )
+    since = _date(data["since"], f"{path}.since") if "since" in data else None
+    until = _date(data["until"], f"{path}.until") if "until" in data else None
+    if since is not None and until is not None and pd.Timestamp(until) <= pd.Timestamp(since):
+        raise _FieldError(f"{path}.until", f"{until} is not after since {since}; swap or fix the dates.")
+    return since, until
+
+
+def _bar_timeframe(text: str, path: str) -> None:
+    """A fixed bar interval in exchange notation (1m, 15m, 1h, 4h, 1d, 1w)."""
+    try:
+        delta = timeframe_delta(text)
+    except ValueError:
+        delta = None
+    if delta is None or delta <= pd.Timedelta(0):
+        raise _FieldError(path, f"{text!r} is not a fixed bar interval; write e.g. 1m, 15m, 1h, 4h or 1d.")
+
+
+def _gaps(value: Any, path: str) -> str:
+    if value not in GAP_POLICIES:
+        raise _FieldError(
+            path,
+            f"{value!r} is not a gap policy: use keep (leave missing bars out) or fill (insert them at "
+            "the previous close, zero volume).",
+        )
+    return str(value)
 
 
 def _config(raw: Any, path: str) -> Pairs:

@@ -1,9 +1,10 @@
 """What the result collector does with one result (or failure) message.
 
-Store the result body in S3 (same key, same bytes: a redelivery rewrites nothing new), record the job's
-outcome and count it toward its batch in one conditional transaction (a duplicate counts nothing), then, once
-every job is counted, write the batch summary and flip the batch to COMPLETE — the summary is written before
-the flip, so a collector that dies in between leaves a batch the next message (or a resume) completes.
+Store the result body in S3 (same key, same bytes: a redelivery rewrites nothing new) and the job's entry in
+the reuse index (its stored result, found by job id by any later batch that plans the same job), record the
+job's outcome and count it toward its batch in one conditional transaction (a duplicate counts nothing),
+then, once every job is counted, complete the batch (`summary.complete_batch`: the summary is written before
+the flip, so a collector that dies in between leaves a batch the next message, or a resume, completes).
 Metrics are published by the invocation whose write counted, once per invocation (`flush_metrics`): one
 PutMetricData call with a statistic set per metric instead of one call per result.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -20,19 +20,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import names
 from ..jobs.messages import decode_failure, decode_result, message_kind
-from ..jobs.planner import result_key
 from ..jobs.results import ResultColumns, encode_result_body
-from ..metrics import HIGHER_IS_BETTER
+from ..names import result_key
 from .clients import ClientFactory
-from .digest import compute_digest, merge_groups, ranked
 from .env import HandlerEnv
-from .records import BatchRecord, JobOutcome, JobStatus
+from .records import JobOutcome, JobStatus, StoredResult
 from .store import Store, now_iso
+from .summary import complete_batch, store_digest
 
 logger = logging.getLogger(__name__)
-SUMMARY_READERS = 16  # concurrent digest reads when a batch completes
 
 
 @dataclass
@@ -51,100 +48,63 @@ class Collector:
         kind = message_kind(body)
         if kind == "result":
             batch_id, job_id, outcome, columns = self._result_outcome(body)
-            if columns is not None:  # inline rows; a big result's digest was written by its worker
-                self._store_digest(batch_id, job_id, columns)
         elif kind == "failure":
             failure = decode_failure(body)
-            batch_id, job_id = failure["batch_id"], failure["job_id"]
+            batch_id, job_id, columns = failure["batch_id"], failure["job_id"], None
             error = failure["error"]
             outcome = JobOutcome(JobStatus.FAILED, error=f"{error['type']}: {error['message']}")
         else:
             raise ValueError(
                 f"a {kind!r} message on the result queue: only results and failures belong there"
             )
+        if columns is not None:  # inline rows; a big result's digest was written by its worker
+            batch = self.store.get_batch(batch_id)
+            store_digest(self.store, job_id, columns, batch.ranking_metric, batch.top_n)
+        if outcome.status is JobStatus.SUCCEEDED and outcome.result_key:
+            self.store.put_stored_result(
+                StoredResult(
+                    job_id,
+                    outcome.result_key,
+                    outcome.backtests,
+                    outcome.duration_s,
+                    dict(outcome.best) if outcome.best else None,
+                    dict(outcome.bars) if outcome.bars else None,
+                    now_iso(),
+                )
+            )
         if self.store.record_outcome(batch_id, job_id, outcome):
             self._publish_job(outcome)
         else:
             logger.info("duplicate result for job %s (already counted)", job_id)
-        if self.store.is_counted(batch_id):
-            self.complete(batch_id)
+        self.complete(batch_id)
 
     def _result_outcome(self, body: str) -> tuple[str, str, JobOutcome, ResultColumns | None]:
         """(batch id, job id, outcome, the rows when they came inline)."""
         message = decode_result(body)
         batch_id, job_id, columns = message["batch_id"], message["job_id"], message["columns"]
-        key = message["result_key"] or result_key(batch_id, job_id)
+        key = message["result_key"] or result_key(job_id)
         if columns is not None:  # inline: stored in the same form as a big result (same key, same bytes)
-            self.store.put_result_body(key, encode_result_body(batch_id, job_id, columns))
+            self.store.put_result_body(key, encode_result_body(job_id, columns))
         outcome = JobOutcome(
             JobStatus.SUCCEEDED,
             backtests=message["backtests"],
             duration_s=message["engine_seconds"],
             result_key=key,
             best=message["best"],
+            bars=message.get("bars"),
         )
         return batch_id, job_id, outcome, columns
 
-    def _store_digest(self, batch_id: str, job_id: str, columns: ResultColumns) -> None:
-        """Top rows and mergeable aggregates of one job, written while the batch is still running, so the
-        summary at the end reads a few kilobytes per job instead of every row."""
-        batch = self.store.get_batch(batch_id)
-        metric = batch.ranking_metric
-        higher = HIGHER_IS_BETTER.get(metric, True)
-        self.store.put_json(
-            names.digest_key(batch_id, job_id), compute_digest(columns, metric, higher, batch.top_n)
-        )
-
     def complete(self, batch_id: str) -> bool:
-        """Write the summary and flip the batch to COMPLETE; True for the invocation that flipped it."""
-        batch = self.store.get_batch(batch_id)
-        if batch.complete:
+        """Write the summary and flip the batch to COMPLETE once every job is counted (`summary`); True for
+        the invocation that flipped it, which publishes the batch's metrics."""
+        completed = complete_batch(self.store, batch_id)
+        if completed is None:
             return False
-        created = datetime.fromisoformat(batch.created_at)
-        key = names.summary_key(batch_id, created)
-        self.store.put_json(key, self.summarize(batch))
-        if not self.store.try_complete(batch_id, key):
-            return False
+        created = datetime.fromisoformat(completed.created_at)
         duration = (datetime.fromisoformat(now_iso()) - created).total_seconds()
         self._metrics += [("BatchDuration", duration, "Seconds"), ("BatchesCompleted", 1, "Count")]
         return True
-
-    def summarize(self, batch: BatchRecord) -> dict[str, Any]:
-        """Counts, the top N by the ranking metric, per-strategy and per-symbol aggregates, failures."""
-        batch_id = batch.batch_id
-        metric = batch.ranking_metric
-        jobs = self.store.list_jobs(batch_id)
-        keys = [names.digest_key(batch_id, j.job_id) for j in jobs if j.status is JobStatus.SUCCEEDED]
-        # Read from a few threads: a 1,000-job batch is 1,000 small GETs, ~20 ms each on S3 one after another.
-        with ThreadPoolExecutor(max_workers=max(1, min(SUMMARY_READERS, len(keys)))) as pool:
-            digests = list(pool.map(self.store.get_json, keys))
-        failures = [
-            {
-                "job_id": j.job_id,
-                "strategy": j.strategy,
-                "symbol": ",".join(j.symbols),
-                "attempts": j.attempts,
-                "error": j.error,
-            }
-            for j in jobs
-            if j.status is JobStatus.FAILED
-        ]
-        higher = HIGHER_IS_BETTER.get(metric, True)
-        top = ranked([row for d in digests for row in d["top"]], metric, higher)
-        return {
-            "version": 1,
-            "batch_id": batch_id,
-            "name": batch.name,
-            "spec": batch.spec_document(),
-            "created_at": batch.created_at,
-            "summarized_at": now_iso(),
-            "jobs": {"total": batch.total_jobs, "succeeded": batch.succeeded, "failed": batch.failed},
-            "backtests": batch.backtests,
-            "ranking": {"metric": metric, "higher_is_better": higher, "top": top[: batch.top_n]},
-            "by_strategy": merge_groups(digests, "strategy", metric, higher),
-            "by_symbol": merge_groups(digests, "symbol", metric, higher),
-            "failures": failures,
-        }
 
     def _publish_job(self, outcome: JobOutcome) -> None:
         ok = outcome.status is JobStatus.SUCCEEDED

@@ -44,6 +44,7 @@ class BatchRecord:
     planned_backtests: int = 0
     finished_at: str | None = None
     summary_key: str | None = None
+    data: str = "{}"  # the bars it runs on, as JSON: source, window, gap policy, facts per symbol
 
     @property
     def done(self) -> int:
@@ -63,9 +64,14 @@ class BatchRecord:
         document: dict[str, Any] = json.loads(self.spec or "{}")
         return document
 
+    def data_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.data or "{}")
+        return document
+
     def to_json(self) -> dict[str, Any]:
-        """The record as a JSON document (the spec as a document, not a string)."""
-        return {**asdict(self), "status": str(self.status), "spec": self.spec_document()}
+        """The record as a JSON document (spec and data as documents, not strings)."""
+        document = {**asdict(self), "status": str(self.status), "spec": self.spec_document()}
+        return {**document, "data": self.data_document()}
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ class JobRecord:
     result_key: str | None = None
     best: dict[str, Any] | None = None  # its best row by the batch's ranking metric
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
+    reused: bool = False  # its result came from an earlier batch that ran the same job
+    bars: dict[str, Any] | None = None  # per symbol, what the worker measured reading an S3 object
 
     @property
     def terminal(self) -> bool:
@@ -108,3 +116,30 @@ class JobOutcome:
     error: str | None = None
     result_key: str | None = None
     best: Mapping[str, Any] | None = None
+    reused: bool = False  # recorded by the driver from an earlier batch's stored result
+    bars: Mapping[str, Any] | None = None  # per symbol, what the worker measured reading an S3 object
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A job's stored result, found by its id by any batch that plans the same job (the reuse index)."""
+
+    job_id: str
+    result_key: str
+    backtests: int
+    duration_s: float
+    best: dict[str, Any] | None = None
+    bars: dict[str, Any] | None = None
+    stored_at: str = ""
+
+    def outcome(self) -> JobOutcome:
+        """The outcome a batch records when it reuses this result."""
+        return JobOutcome(
+            JobStatus.SUCCEEDED,
+            backtests=self.backtests,
+            duration_s=self.duration_s,
+            result_key=self.result_key,
+            best=self.best,
+            reused=True,
+            bars=self.bars,
+        )

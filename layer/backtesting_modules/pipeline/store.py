@@ -4,141 +4,64 @@ Exactly-once counting rests on one transaction: a job's move to a terminal statu
 being terminal yet) and the increment of its batch's counters commit together or not at all. A redelivered
 result fails the condition and counts nothing. `ClientError` is translated here, once, into `StoreError`.
 
-This module is the only one that knows the item layout: it converts `BatchRecord` / `JobRecord` to and
-from DynamoDB items (keys from `names`), and every query of the table is here:
+Only the store knows the item layout: it converts `BatchRecord` / `JobRecord` / `StoredResult` to and from
+DynamoDB items (`items.py`, keys from `names`), and every query of the table is here:
 
 - one batch: GetItem `PK = BATCH#<id>, SK = META`;
 - batches newest first, since a date: Query on the index `batches-by-created`, `GSI1PK = "BATCHES" AND
   GSI1SK >= :since`, descending (a status is a filter on that query);
-- a batch's jobs (or only those with a status): Query `PK = BATCH#<id> AND begins_with(SK, "JOB#")`.
+- a batch's jobs (or only those with a status): Query `PK = BATCH#<id> AND begins_with(SK, "JOB#")`;
+- stored results of jobs, by job id (the reuse index): BatchGetItem `PK = JOB#<job_id>, SK = RESULT`.
 
 Every query follows `LastEvaluatedKey` through a boto3 paginator; nothing scans the table.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from botocore.exceptions import ClientError
 
 from .. import names
 from .clients import ClientFactory
 from .errors import MissingObjectError, StoreError
-from .records import BatchRecord, BatchStatus, JobOutcome, JobRecord, JobStatus
+from .items import (
+    ABSENT_BATCH,
+    ABSENT_JOB,
+    STORED_RESULT_UPDATE,
+    batch_item,
+    batch_key,
+    batch_record,
+    job_key,
+    job_record,
+    now_iso,
+    number,
+    pending_job_item,
+    projection,
+    stored_result,
+    stored_result_key,
+    stored_result_values,
+    text,
+)
+from .objects import decode_bars, encode_bars
+from .records import BatchRecord, BatchStatus, JobOutcome, JobRecord, JobStatus, StoredResult
 
 JOB_TTL_DAYS = 30
 REGISTER_THREADS = 8  # concurrent conditional puts when registering a batch's jobs
 PAGE_SIZE = 100  # items per DynamoDB query page
-_ABSENT_BATCH = f"attribute_not_exists({names.TABLE_HASH})"
-_ABSENT_JOB = f"attribute_not_exists({names.TABLE_RANGE})"
-_BATCH_FIELDS = {f.name for f in fields(BatchRecord)}
-_JOB_FIELDS = {f.name for f in fields(JobRecord)}
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem request
+# Without s3:ListBucket (our roles have none) S3 answers a missing key with 403, not 404.
+_ABSENT_OBJECT = {"NoSuchKey", "404", "NotFound", "403", "AccessDenied", "Forbidden"}
 
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": repr(float(value)) if isinstance(value, float) else str(value)}
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """A DynamoDB item with its type tags removed."""
-    out: dict[str, Any] = {}
-    for key, typed in item.items():
-        ((kind, value),) = typed.items()
-        if kind == "N":
-            out[key] = float(value) if any(c in value for c in ".eE") else int(value)
-        elif kind == "NULL":
-            out[key] = None
-        else:
-            out[key] = value
-    return out
-
-
-def encode_bars(bars: pd.DataFrame) -> bytes:
-    """Bars as a compressed npz: index in ns plus OHLCV columns, attrs as JSON (no pyarrow in the layer)."""
-    buffer = io.BytesIO()
-    index = pd.DatetimeIndex(bars.index).as_unit("ns")
-    attrs = {k: v for k, v in bars.attrs.items() if isinstance(v, (str, int, float, bool))}
-    arrays: dict[str, Any] = {
-        c: bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")
-    }
-    arrays["timestamp"] = index.asi8
-    arrays["attrs"] = np.frombuffer(json.dumps(attrs).encode(), dtype=np.uint8)
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def decode_bars(body: bytes) -> pd.DataFrame:
-    with np.load(io.BytesIO(body)) as data:
-        index = pd.DatetimeIndex(pd.to_datetime(data["timestamp"], unit="ns", utc=True), name="timestamp")
-        frame = pd.DataFrame({c: data[c] for c in ("open", "high", "low", "close", "volume")}, index=index)
-        frame.attrs.update(json.loads(bytes(data["attrs"]).decode()))
-    return frame
-
-
-# --- records ↔ items ---------------------------------------------------------------------------------------
-
-
-def _batch_key(batch_id: str) -> dict[str, dict[str, str]]:
-    return {names.TABLE_HASH: _s(names.batch_pk(batch_id)), names.TABLE_RANGE: _s(names.BATCH_SK)}
-
-
-def _job_key(batch_id: str, job_id: str) -> dict[str, dict[str, str]]:
-    return {names.TABLE_HASH: _s(names.batch_pk(batch_id)), names.TABLE_RANGE: _s(names.job_sk(job_id))}
-
-
-def _batch_record(item: Mapping[str, Mapping[str, Any]]) -> BatchRecord:
-    plain = _plain(item)
-    values = {k: v for k, v in plain.items() if k in _BATCH_FIELDS}
-    if "status" in values:
-        values["status"] = BatchStatus(values["status"])
-    return BatchRecord(**values)
-
-
-def _job_record(item: Mapping[str, Mapping[str, Any]]) -> JobRecord:
-    plain = _plain(item)
-    values: dict[str, Any] = {k: v for k, v in plain.items() if k in _JOB_FIELDS}
-    if "status" in values:
-        values["status"] = JobStatus(values["status"])
-    if "symbols" in values:
-        values["symbols"] = tuple(s for s in str(values["symbols"]).split(",") if s)
-    if "best" in values:
-        values["best"] = json.loads(str(values["best"]))
-    for optional in ("error", "result_key"):
-        if optional in values:
-            values[optional] = values[optional] or None  # an outcome without one stores ""
-    if "ttl" in plain:
-        values["expires_at"] = int(plain["ttl"])
-    if "duration_s" in values:
-        values["duration_s"] = float(values["duration_s"])
-    return JobRecord(**values)
-
-
-def _projection(attributes: Sequence[str] | None, request: dict[str, Any]) -> None:
-    """Ask a query for `attributes` only (record field names; `expires_at` is stored as `ttl`)."""
-    if not attributes:
-        return
-    stored = ["ttl" if a == "expires_at" else a for a in attributes]
-    aliases = {f"#a{i}": name for i, name in enumerate(stored)}
-    request["ProjectionExpression"] = ", ".join(aliases)
-    request.setdefault("ExpressionAttributeNames", {}).update(aliases)
+__all__ = ["PAGE_SIZE", "Store", "decode_bars", "encode_bars", "now_iso"]
 
 
 @dataclass
@@ -157,9 +80,7 @@ class Store:
         try:
             response = self.clients.client("s3").get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            # Without s3:ListBucket (our roles have none) S3 answers a missing key with 403, not 404.
-            if code in {"NoSuchKey", "404", "NotFound", "403", "AccessDenied", "Forbidden"}:
+            if _code(exc) in _ABSENT_OBJECT:
                 raise MissingObjectError(
                     f"s3://{self.bucket}/{key} does not exist (or this role may not read it)"
                 ) from exc
@@ -179,6 +100,54 @@ class Store:
     def put_bars(self, key: str, bars: pd.DataFrame) -> None:
         self.put_bytes(key, encode_bars(bars))
 
+    def has_object(self, key: str) -> bool:
+        """Whether the stack's bucket holds `key` (a content-addressed upload need not be sent twice)."""
+        try:
+            self.clients.client("s3").head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _ABSENT_OBJECT:
+                return False
+            raise StoreError(f"checking s3://{self.bucket}/{key} failed: {exc}") from exc
+        return True
+
+    def head_object(self, bucket: str, key: str) -> dict[str, Any]:
+        """An object's metadata (ETag, ContentLength, ...) anywhere this role may read."""
+        try:
+            response: dict[str, Any] = self.clients.client("s3").head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _ABSENT_OBJECT:
+                raise MissingObjectError(
+                    f"s3://{bucket}/{key} does not exist (or this role may not read it)"
+                ) from exc
+            raise StoreError(f"reading the metadata of s3://{bucket}/{key} failed: {exc}") from exc
+        return response
+
+    def get_object_bytes(
+        self, bucket: str, key: str, *, etag: str | None = None, byte_range: str | None = None
+    ) -> bytes:
+        """An object's bytes (or a `bytes=a-b` range), only if its ETag is still `etag` when given: an object
+        rewritten since a batch was planned is a MissingObjectError, never other bars."""
+        extra: dict[str, str] = {}
+        if etag:
+            extra["IfMatch"] = etag
+        if byte_range:
+            extra["Range"] = byte_range
+        try:
+            response = self.clients.client("s3").get_object(Bucket=bucket, Key=key, **extra)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in {"PreconditionFailed", "412"}:
+                raise MissingObjectError(
+                    f"s3://{bucket}/{key} changed since the batch was planned (ETag is no longer {etag}): "
+                    "run the batch again to plan it on the new bars."
+                ) from exc
+            if code in _ABSENT_OBJECT:
+                raise MissingObjectError(
+                    f"s3://{bucket}/{key} does not exist (or this role may not read it)"
+                ) from exc
+            raise StoreError(f"reading s3://{bucket}/{key} failed: {exc}") from exc
+        return bytes(response["Body"].read())
+
     def load_bars(self, key: str) -> pd.DataFrame:
         body = self.get_bytes(key)
         try:
@@ -196,27 +165,10 @@ class Store:
     def create_batch(self, batch: BatchRecord) -> bool:
         """Write a new batch record (RUNNING, counters at zero); False when a batch with this id already
         exists (a resume)."""
-        item = {
-            **_batch_key(batch.batch_id),
-            names.BATCH_INDEX_HASH: _s(names.BATCH_INDEX_PK),
-            names.BATCH_INDEX_RANGE: _s(batch.created_at),
-            "batch_id": _s(batch.batch_id),
-            "name": _s(batch.name),
-            "created_at": _s(batch.created_at),
-            "status": _s(BatchStatus.RUNNING),
-            "total_jobs": _n(batch.total_jobs),
-            "succeeded": _n(0),
-            "failed": _n(0),
-            "backtests": _n(0),
-            "spec": _s(batch.spec),
-            "spec_hash": _s(batch.spec_hash),
-            "ranking_metric": _s(batch.ranking_metric),
-            "top_n": _n(batch.top_n),
-            "planned_backtests": _n(batch.planned_backtests),
-        }
+        item = batch_item(batch)
         try:
             self.clients.client("dynamodb").put_item(
-                TableName=self.table, Item=item, ConditionExpression=_ABSENT_BATCH
+                TableName=self.table, Item=item, ConditionExpression=ABSENT_BATCH
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
@@ -230,11 +182,11 @@ class Store:
             "get_item",
             TableName=self.table,
             ConsistentRead=True,
-            Key=_batch_key(batch_id),
+            Key=batch_key(batch_id),
         )
         if "Item" not in response:
             raise MissingObjectError(f"batch {batch_id} not found in table {self.table}")
-        return _batch_record(response["Item"])
+        return batch_record(response["Item"])
 
     def batches(
         self,
@@ -247,19 +199,19 @@ class Store:
         """Batch records newest first (created at or after `since`, an ISO time), from the
         batches-by-created index; a status is a filter on that query."""
         condition = f"{names.BATCH_INDEX_HASH} = :all"
-        values = {":all": _s(names.BATCH_INDEX_PK)}
+        values = {":all": text(names.BATCH_INDEX_PK)}
         if since:
             condition += f" AND {names.BATCH_INDEX_RANGE} >= :since"
-            values[":since"] = _s(since)
+            values[":since"] = text(since)
         request: dict[str, Any] = {
             "IndexName": names.BATCH_INDEX,
             "KeyConditionExpression": condition,
             "ScanIndexForward": False,
         }
         self._status_filter(request, values, status)
-        _projection(attributes, request)
+        projection(attributes, request)
         for item in self._query(request, values, page_size, what="listing batches"):
-            yield _batch_record(item)
+            yield batch_record(item)
 
     def is_counted(self, batch_id: str) -> bool:
         """Every job of the batch has a terminal outcome (counters only grow, so True stays True)."""
@@ -272,15 +224,15 @@ class Store:
         try:
             self.clients.client("dynamodb").update_item(
                 TableName=self.table,
-                Key=_batch_key(batch_id),
+                Key=batch_key(batch_id),
                 UpdateExpression="SET #s = :complete, finished_at = :now, summary_key = :key",
                 ConditionExpression="#s = :running",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
-                    ":complete": _s(BatchStatus.COMPLETE),
-                    ":running": _s(BatchStatus.RUNNING),
-                    ":now": _s(now_iso()),
-                    ":key": _s(summary_key),
+                    ":complete": text(BatchStatus.COMPLETE),
+                    ":running": text(BatchStatus.RUNNING),
+                    ":now": text(now_iso()),
+                    ":key": text(summary_key),
                 },
             )
         except ClientError as exc:
@@ -307,18 +259,9 @@ class Store:
         dynamodb = self.clients.client("dynamodb")  # boto3 clients are thread-safe
 
         def put(job: JobRecord) -> None:
-            item = {
-                **_job_key(batch_id, job.job_id),
-                "job_id": _s(job.job_id),
-                "status": _s(JobStatus.PENDING),
-                "attempts": _n(0),
-                "strategy": _s(job.strategy),
-                "symbols": _s(",".join(job.symbols)),
-                "backtests": _n(job.backtests),
-                "ttl": _n(expires),
-            }
+            item = pending_job_item(batch_id, job, expires)
             try:
-                dynamodb.put_item(TableName=self.table, Item=item, ConditionExpression=_ABSENT_JOB)
+                dynamodb.put_item(TableName=self.table, Item=item, ConditionExpression=ABSENT_JOB)
             except ClientError as exc:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise StoreError(f"recording job {job.job_id} failed: {exc}") from exc
@@ -337,23 +280,23 @@ class Store:
         `sent_ms` (the SQS message's SentTimestamp) is kept as `sent_at`, so queue wait (`started_at -
         sent_at`) and job latency (`finished_at - sent_at`) can be read back per job."""
         values = {
-            ":running": _s(JobStatus.RUNNING),
-            ":w": _s(worker),
-            ":now": _s(now_iso()),
-            ":one": _n(1),
-            ":ok": _s(JobStatus.SUCCEEDED),
-            ":failed": _s(JobStatus.FAILED),
+            ":running": text(JobStatus.RUNNING),
+            ":w": text(worker),
+            ":now": text(now_iso()),
+            ":one": number(1),
+            ":ok": text(JobStatus.SUCCEEDED),
+            ":failed": text(JobStatus.FAILED),
         }
         update = "SET #s = :running, worker = :w, started_at = :now"
         if sent_ms is not None:
-            values[":sent"] = _s(
+            values[":sent"] = text(
                 datetime.fromtimestamp(sent_ms / 1000, UTC).isoformat(timespec="milliseconds")
             )
             update += ", sent_at = :sent"
         try:
             self.clients.client("dynamodb").update_item(
                 TableName=self.table,
-                Key=_job_key(batch_id, job_id),
+                Key=job_key(batch_id, job_id),
                 UpdateExpression=f"{update} ADD attempts :one",
                 ConditionExpression=f"attribute_exists({names.TABLE_RANGE}) AND NOT #s IN (:ok, :failed)",
                 ExpressionAttributeNames={"#s": "status"},
@@ -368,29 +311,31 @@ class Store:
         """Job → SUCCEEDED/FAILED and batch counters + 1, in one transaction; False for a duplicate."""
         counter = "succeeded" if outcome.status is JobStatus.SUCCEEDED else "failed"
         values = {
-            ":status": _s(outcome.status),
-            ":ok": _s(JobStatus.SUCCEEDED),
-            ":failed": _s(JobStatus.FAILED),
-            ":duration": _n(float(outcome.duration_s)),
-            ":now": _s(now_iso()),
-            ":error": _s(outcome.error or ""),
-            ":key": _s(outcome.result_key or ""),
-            ":best": _s(json.dumps(outcome.best, allow_nan=False)),
+            ":status": text(outcome.status),
+            ":ok": text(JobStatus.SUCCEEDED),
+            ":failed": text(JobStatus.FAILED),
+            ":duration": number(float(outcome.duration_s)),
+            ":now": text(now_iso()),
+            ":error": text(outcome.error or ""),
+            ":key": text(outcome.result_key or ""),
+            ":best": text(json.dumps(outcome.best, allow_nan=False)),
+            ":reused": {"BOOL": outcome.reused},
+            ":bars": text(json.dumps(outcome.bars, allow_nan=False)),
         }
         job_update = {
             "TableName": self.table,
-            "Key": _job_key(batch_id, job_id),
+            "Key": job_key(batch_id, job_id),
             "UpdateExpression": "SET #s = :status, duration_s = :duration, finished_at = :now, #e = :error, "
-            "result_key = :key, best = :best",
+            "result_key = :key, best = :best, reused = :reused, bars = :bars",
             "ConditionExpression": f"attribute_exists({names.TABLE_RANGE}) AND NOT #s IN (:ok, :failed)",
             "ExpressionAttributeNames": {"#s": "status", "#e": "error"},
             "ExpressionAttributeValues": values,
         }
         batch_update = {
             "TableName": self.table,
-            "Key": _batch_key(batch_id),
+            "Key": batch_key(batch_id),
             "UpdateExpression": f"ADD {counter} :one, backtests :n",
-            "ExpressionAttributeValues": {":one": _n(1), ":n": _n(int(outcome.backtests))},
+            "ExpressionAttributeValues": {":one": number(1), ":n": number(int(outcome.backtests))},
         }
         try:
             self.clients.client("dynamodb").transact_write_items(
@@ -416,14 +361,53 @@ class Store:
             "KeyConditionExpression": f"{names.TABLE_HASH} = :pk AND begins_with({names.TABLE_RANGE}, :job)",
             "ConsistentRead": True,
         }
-        values = {":pk": _s(names.batch_pk(batch_id)), ":job": _s(names.JOB_SK_PREFIX)}
+        values = {":pk": text(names.batch_pk(batch_id)), ":job": text(names.JOB_SK_PREFIX)}
         self._status_filter(request, values, status)
-        _projection(attributes, request)
+        projection(attributes, request)
         for item in self._query(request, values, page_size, what=f"listing the jobs of batch {batch_id}"):
-            yield _job_record(item)
+            yield job_record(item)
 
     def list_jobs(self, batch_id: str) -> list[JobRecord]:
         return list(self.jobs(batch_id))
+
+    # --- DynamoDB: stored results (the reuse index) --------------------------------------------------
+
+    def put_stored_result(self, result: StoredResult) -> None:
+        """Record that `result.job_id` has a stored result (idempotent: a redelivery writes the same)."""
+        self._call(
+            "dynamodb",
+            "update_item",
+            TableName=self.table,
+            Key=stored_result_key(result.job_id),
+            UpdateExpression=STORED_RESULT_UPDATE,
+            ExpressionAttributeValues=stored_result_values(result),
+        )
+
+    def stored_results(self, job_ids: Iterable[str]) -> dict[str, StoredResult]:
+        """The stored results of the jobs that have one, by job id (BatchGetItem, 100 keys a request)."""
+        wanted = list(dict.fromkeys(job_ids))
+        found: dict[str, StoredResult] = {}
+        dynamodb = self.clients.client("dynamodb")
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            request = {
+                self.table: {"Keys": [stored_result_key(j) for j in wanted[start : start + BATCH_GET_LIMIT]]}
+            }
+            for _ in range(10):  # unprocessed keys come back under load; botocore already backs off per call
+                try:
+                    response = dynamodb.batch_get_item(RequestItems=request)
+                except ClientError as exc:
+                    raise StoreError(f"reading stored job results failed: {exc}") from exc
+                for item in response.get("Responses", {}).get(self.table, []):
+                    result = stored_result(item)
+                    found[result.job_id] = result
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise StoreError(
+                    "reading stored job results: keys left unprocessed after 10 requests; retry."
+                )
+        return found
 
     # --- internals --------------------------------------------------------------------------------------
 
@@ -432,7 +416,7 @@ class Store:
         if status:
             request["FilterExpression"] = "#status = :status"
             request.setdefault("ExpressionAttributeNames", {})["#status"] = "status"
-            values[":status"] = _s(status)
+            values[":status"] = text(status)
 
     def _query(
         self, request: dict[str, Any], values: dict[str, Any], page_size: int, *, what: str

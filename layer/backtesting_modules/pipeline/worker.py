@@ -23,16 +23,16 @@ from typing import Any
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..jobs.data_refs import DataRef
 from ..jobs.messages import MessageError, decode_job, encode_failure, encode_result, failure_for
 from ..jobs.planner import Job
 from ..jobs.runner import is_retryable, run_job
-from ..metrics import HIGHER_IS_BETTER
-from ..names import digest_key
+from .bars_source import load_ref
 from .clients import ClientFactory
-from .digest import compute_digest
 from .env import HandlerEnv
 from .errors import StoreError
 from .store import Store
+from .summary import store_digest
 
 logger = logging.getLogger(__name__)
 BARS_CACHE_SIZE = 64
@@ -53,9 +53,8 @@ class Worker:
     clients: ClientFactory
     env: HandlerEnv
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    # A container keeps the bars it read for its whole life, by key. The keys name the spec's data section
-    # (`data_hash`), not the bars' content: bars rewritten under the same key are not read again.
-    _bars: OrderedDict[str, pd.DataFrame] = field(default_factory=OrderedDict)
+    # A container keeps the bars it read for its whole life, by reference (content-addressed: never stale).
+    _bars: OrderedDict[str, tuple[pd.DataFrame, dict[str, Any] | None]] = field(default_factory=OrderedDict)
     # A batch's top N never changes after it is created: one read per batch and container.
     _top_n: dict[str, int] = field(default_factory=dict)
 
@@ -95,17 +94,22 @@ class Worker:
 
     def _run(self, job: Job, sent_ms: int | None = None) -> None:
         self.store.mark_running(job.batch_id, job.job_id, self.worker_id, sent_ms=sent_ms)
-        bars = {symbol: self._load_bars(key) for symbol, key in zip(job.symbols, job.data_keys, strict=True)}
+        bars: dict[str, pd.DataFrame] = {}
+        measured: dict[str, dict[str, Any]] = {}
+        for symbol, ref in zip(job.symbols, job.data_keys, strict=True):
+            bars[symbol], facts = self._load_bars(ref, symbol)
+            if facts is not None:
+                measured[symbol] = facts
         result = run_job(job, bars)
         message, body = encode_result(result, inline_limit=self.env.inline_result_limit)
+        if measured:
+            message["bars"] = measured
         if body is not None and message["result_key"] is not None:
             # A big result: store it, and its digest, here where the rows are already in memory, so the
             # collector never downloads and parses the body again. The two uploads go out together.
             stored = self._uploads.submit(self.store.put_result_body, message["result_key"], body)
             top_n = self._batch_top_n(job.batch_id)
-            metric = job.ranking_metric
-            digest = compute_digest(result.columns, metric, HIGHER_IS_BETTER.get(metric, True), top_n)
-            self.store.put_json(digest_key(job.batch_id, job.job_id), digest)
+            store_digest(self.store, job.job_id, result.columns, job.ranking_metric, top_n)
             stored.result()  # re-raises a failed upload: the job is retried, nothing is sent
         self._send(json.dumps(message, allow_nan=False))
 
@@ -116,15 +120,17 @@ class Worker:
             self._top_n[batch_id] = self.store.get_batch(batch_id).top_n
         return self._top_n[batch_id]
 
-    def _load_bars(self, key: str) -> pd.DataFrame:
-        if key in self._bars:
-            self._bars.move_to_end(key)
-            return self._bars[key]
-        frame = self.store.load_bars(key)
-        self._bars[key] = frame
+    def _load_bars(self, ref: str, symbol: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+        """Bars by reference, cached for the container's life: a reference names one content (a content
+        hash, or an S3 object at one ETag), so a cached frame is never stale."""
+        if ref in self._bars:
+            self._bars.move_to_end(ref)
+            return self._bars[ref]
+        loaded = load_ref(self.store, DataRef.parse(ref), symbol)
+        self._bars[ref] = loaded
         if len(self._bars) > BARS_CACHE_SIZE:
             self._bars.popitem(last=False)
-        return frame
+        return loaded
 
     def _send(self, body: str) -> None:
         try:

@@ -10,7 +10,9 @@ it fills on. Gating, multiplier and style all come from the analysis of that mom
 
 Because a ladder sells a position in tranches, this runs as a per-bar loop over one parameter set (a few
 tens of milliseconds on 40,000 bars). With style exits and scaling off it is the plain engine with an entry
-mask, and tests hold it to trade-for-trade agreement with `run_backtest`.
+mask, and tests hold it to trade-for-trade agreement with `run_backtest`, exchange order rules included
+(ticks on every sale, ladder tranches too; minimum order value and volume participation on entries, after
+the condition multiplier).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from ..bars import BarArrays
 from ..config import StrategyConfig
 from ..data import validate_bars
 from ..errors import ConfigError
-from ..metrics import compute_metrics
+from ..market_rules import RuleTally, render_rule_notes
+from ..metrics import buy_and_hold, compute_metrics
 from ..rules import position_budget
-from ..sim_core import SimSettings, sale_proceeds, units_for_budget
+from ..sim_core import NO_SKIP, SimSettings, buy_price, entry_fill, sale_proceeds, sell_price
 from ..strategies import get_strategy, resolve_params
-from ..trades import TRADE_COLUMNS, ExitReason, TradeArrays
+from ..trades import TRADE_COLUMNS, ExitReason, OrderSkip, TradeArrays
 from .analyzer import TimezoneMarketAnalyzer
 from .regions import MAKENAIDE_RUN_HOURS_KST, TimezoneSettings, require_intraday
 from .trade_analysis import TradeSessionAnalysis, analyze_trades, compare_gated
@@ -103,6 +106,7 @@ class _Position:
     proceeds: float = 0.0
     fees: float = 0.0
     partial_exits: int = 0
+    filled: float = 1.0  # filled fraction of the entry order
 
 
 class TimezoneBacktester:
@@ -143,10 +147,12 @@ class TimezoneBacktester:
         entries, exits = spec.signals(arrays, table)
         filter_mask, notes = compute_entry_mask(arrays, self.config)
         mask = filter_mask & self.gate.mask(decision, sessions)
-        trades, equity = _simulate(
+        trades, equity, skipped = _simulate(
             arrays, entries[:, 0], exits[:, 0], mask, self._per_bar_rules(arrays, sessions), self.config
         )
-        result = _result(arrays, frame, trades, equity, spec.name, values, self.config, notes, self.gate)
+        result = _result(
+            arrays, frame, (trades, skipped), equity, spec.name, values, self.config, notes, self.gate
+        )
         analysis = analyze_trades(result.trades, self.analyzer, zone=self.zone)
         options = {"scale_by_condition": self.scale_by_condition, "style_exits": self.style_exits}
         return TimezoneBacktestResult(result, sessions, analysis, self.gate, options)
@@ -181,22 +187,25 @@ class _BarRules:
     max_hold: np.ndarray | None
 
 
+def _entry_budget(
+    settings: SimSettings, rules: _BarRules, signal: int, cash: float, closed: list[float]
+) -> float:
+    budget = position_budget(settings, cash, closed)
+    if rules.multiplier is not None:
+        budget *= float(rules.multiplier[signal])
+    return budget
+
+
 def _open_position(
-    settings: SimSettings,
     config: StrategyConfig,
     rules: _BarRules,
     signal: int,
     bar: int,
     price: float,
-    cash: float,
-    closed: list[float],
-) -> _Position | None:
-    budget = position_budget(settings, cash, closed)
-    if rules.multiplier is not None:
-        budget *= float(rules.multiplier[signal])
-    if budget <= 0:
-        return None
-    units = units_for_budget(budget, price, settings.cost_rate)
+    fill: tuple[float, float, float],
+) -> _Position:
+    """The position an entry filled at `price` opens; `fill` is (units, cash spent, filled fraction)."""
+    units, budget, filled = fill
     if rules.stop is not None and rules.ladder is not None and rules.max_hold is not None:
         stop_pct: float | None = float(rules.stop[signal])
         rungs = [(price * (1 + gain), units * part) for gain, part in rules.ladder[signal]]
@@ -206,33 +215,36 @@ def _open_position(
         rungs = [(price * (1 + config.take_profit_pct), units)] if config.take_profit_pct is not None else []
         hold = config.max_holding_bars
     stop = price * (1 - stop_pct) if stop_pct is not None else None
-    return _Position(bar, price, units, units, budget, stop, rungs, hold)
+    return _Position(bar, price, units, units, budget, stop, rungs, hold, filled=filled)
 
 
-def _sell(pos: _Position, units: float, price: float, f: float) -> None:
+def _sell(pos: _Position, units: float, price: float, settings: SimSettings) -> None:
+    """Sell `units` (at most what is left) at `price`, moved down onto the tick table when one is set."""
+    f = settings.cost_rate
+    price = sell_price(settings, price)
     units = min(units, pos.units)
     pos.units -= units
     pos.proceeds += sale_proceeds(units, price, f)
     pos.fees += units * price * f
 
 
-def _intrabar(pos: _Position, o: float, lo: float, h: float, f: float) -> ExitReason | None:
+def _intrabar(pos: _Position, o: float, lo: float, h: float, settings: SimSettings) -> ExitReason | None:
     """Stops and ladder rungs during one bar; returns the reason when the position is fully closed."""
     if pos.stop is not None and o <= pos.stop:
-        _sell(pos, pos.units, o, f)
+        _sell(pos, pos.units, o, settings)
         return ExitReason.STOP_LOSS
     hit_at_open = [r for r in pos.rungs if o >= r[0]]
     for rung in hit_at_open:
-        _sell(pos, rung[1], o, f)
+        _sell(pos, rung[1], o, settings)
         pos.rungs.remove(rung)
         pos.partial_exits += 1
     if pos.units <= 1e-12 * pos.initial_units:
         return ExitReason.TAKE_PROFIT
     if pos.stop is not None and lo <= pos.stop:
-        _sell(pos, pos.units, pos.stop, f)
+        _sell(pos, pos.units, pos.stop, settings)
         return ExitReason.STOP_LOSS
     for rung in [r for r in pos.rungs if h >= r[0]]:
-        _sell(pos, rung[1], rung[0], f)
+        _sell(pos, rung[1], rung[0], settings)
         pos.rungs.remove(rung)
         pos.partial_exits += 1
     return ExitReason.TAKE_PROFIT if pos.units <= 1e-12 * pos.initial_units else None
@@ -258,13 +270,14 @@ class _StyledRun:
         self.pos: _Position | None = None
         self.pending: int | None = None
         self.pending_exit = False
+        self.skipped: list[dict[str, Any]] = []  # entries the order rules skipped
 
     def close(self, t: int, price: float, reason: ExitReason) -> None:
         pos = self.pos
         if pos is None:
             return
         if pos.units > 0:
-            _sell(pos, pos.units, price, self.f)
+            _sell(pos, pos.units, price, self.settings)
         pnl = pos.proceeds - pos.cost
         self.cash += pnl
         self.closed.append(pnl / pos.cost)
@@ -279,15 +292,23 @@ class _StyledRun:
                 "pnl": pnl,
                 "return_pct": pnl / pos.cost,
                 "exit_reason": reason.name,
+                "filled_fraction": pos.filled,
                 "partial_exits": pos.partial_exits,
             }
         )
         self.pos = None
 
     def open(self, signal: int, t: int, price: float) -> None:
-        self.pos = _open_position(
-            self.settings, self.config, self.rules, signal, t, price, self.cash, self.closed
-        )
+        budget = _entry_budget(self.settings, self.rules, signal, self.cash, self.closed)
+        if budget <= 0:
+            return
+        price = buy_price(self.settings, price)
+        units, spent, filled, skip = entry_fill(self.settings, budget, price, float(self.bars.volume[t]))
+        if skip != NO_SKIP:
+            value = budget / (1.0 + self.f)
+            self.skipped.append({"bar": t, "reason": OrderSkip(skip).name, "order_value": value})
+            return
+        self.pos = _open_position(self.config, self.rules, signal, t, price, (units, spent, filled))
 
     def held_too_long(self, t: int) -> bool:
         return (
@@ -310,7 +331,7 @@ class _StyledRun:
         """Stops and ladder rungs during the bar; with close fills, signal and time exits at the close."""
         b, pos = self.bars, self.pos
         if pos is not None and t > pos.entry_bar:
-            reason = _intrabar(pos, b.open[t], b.low[t], b.high[t], self.f)
+            reason = _intrabar(pos, b.open[t], b.low[t], b.high[t], self.settings)
             if reason is not None:
                 self.close(t, 0.0, reason)
         if self.pos is not None and not self.settings.fill_next_open and t > self.pos.entry_bar:
@@ -343,7 +364,7 @@ def _simulate(
     mask: np.ndarray,
     rules: _BarRules,
     config: StrategyConfig,
-) -> tuple[list[dict[str, Any]], np.ndarray]:
+) -> tuple[list[dict[str, Any]], np.ndarray, list[dict[str, Any]]]:
     allowed = entries & ~exits & mask
     allowed[len(bars) - 1] = False
     run = _StyledRun(bars, exits, allowed, rules, config)
@@ -353,13 +374,13 @@ def _simulate(
             run.at_open(t)
         run.after_open(t)
         equity[t] = run.at_close(t)
-    return run.rows, equity
+    return run.rows, equity, run.skipped
 
 
 def _result(
     bars: BarArrays,
     frame: pd.DataFrame,
-    rows: list[dict[str, Any]],
+    records: tuple[list[dict[str, Any]], list[dict[str, Any]]],
     equity: np.ndarray,
     strategy: str,
     params: dict[str, float],
@@ -367,13 +388,23 @@ def _result(
     notes: list[str],
     gate: SessionGate,
 ) -> BacktestResult:
+    """`records`: the trade rows and the rows of the entries the order rules skipped."""
+    rows, skipped_rows = records
     columns = [*TRADE_COLUMNS, "partial_exits"]
     trades = pd.DataFrame(rows, columns=columns)
     arrays = TradeArrays.from_records(trades)
+    skipped = pd.DataFrame(skipped_rows, columns=["bar", "reason", "order_value"])
+    skipped.insert(0, "time", bars.index[skipped["bar"].to_numpy(dtype=np.int64)])
+    tally = RuleTally().add(arrays.filled_fraction, skipped)
+    rule_notes = render_rule_notes(config.order_rules(), config.market_rules, tally)
     table = arrays.to_frame(bars.index)
     table["partial_exits"] = trades["partial_exits"].to_numpy(dtype=np.int64)
     seconds = bars.interval_seconds()
-    metrics = compute_metrics(equity, arrays, initial_cash=config.initial_cash, bar_seconds=seconds)
+    # Buy and hold of the same bars with the same fees, as every engine result has it.
+    benchmark = buy_and_hold(bars.close, initial_cash=config.initial_cash, cost_rate=config.cost_rate)
+    metrics = compute_metrics(
+        equity, arrays, initial_cash=config.initial_cash, bar_seconds=seconds, benchmark=benchmark
+    )
     info = RunInfo(
         strategy=strategy,
         symbol=bars.symbol,
@@ -386,7 +417,7 @@ def _result(
         fill=config.fill,
         commission_rate=config.commission_rate,
         slippage_rate=config.slippage_rate,
-        notes=(*notes, f"session gate: {gate.describe()}"),
+        notes=(*notes, *rule_notes, f"session gate: {gate.describe()}"),
     )
     return BacktestResult(
         params=params,
@@ -395,4 +426,5 @@ def _result(
         equity=pd.Series(equity, index=bars.index, name="equity"),
         config=config,
         info=info,
+        extras={"skipped_orders": skipped} if rule_notes else {},
     )

@@ -25,4 +25,4 @@ def deployed_submitter(clients: ClientFactory, stack: StackConfig) -> Submitter:
                 f"queue {name} not found: the stack is not deployed in this account/region; "
                 "deploy it with scripts/deploy_all.py (or use --target local)."
             ) from exc
-    return Submitter(clients, names, urls)
+    return Submitter(clients, names, urls, read_locations=stack.data_read_locations)

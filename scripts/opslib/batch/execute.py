@@ -1,6 +1,7 @@
-"""Running a batch end to end on any target: `execute_batch` uploads bars, registers the batch, sends its
-jobs in waves and follows it to COMPLETE. The embedded default (`opslib.local.LocalRuntime`) and the
-deployed stack (`opslib.batch.aws`) hand it a `Submitter`; nothing here knows which one it is.
+"""Running a batch end to end on any target: `execute_batch` resolves and uploads the bars, registers the
+batch, reuses what earlier batches ran, sends the other jobs in waves and follows it to COMPLETE. The
+embedded default (`opslib.local.LocalRuntime`) and the deployed stack (`opslib.batch.aws`) hand it a
+`Submitter`; nothing here knows which one it is.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs
+from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec
 from backtesting_modules.pipeline.records import BatchRecord
+from backtesting_modules.pipeline.summary import complete_batch
 
 from ..errors import BatchIncompleteError
+from .bars import PreparedData
 from .submitter import Submitter, largest_first
 
 
@@ -26,6 +30,7 @@ class BatchOutcome:
     record: BatchRecord
     summary: dict[str, Any]
     elapsed_s: float
+    reused: int = 0  # jobs whose stored results an earlier batch left
 
 
 def poll_interval(
@@ -53,50 +58,83 @@ def _require_alive(alive: Callable[[], bool], batch_id: str) -> None:
 def execute_batch(
     submitter: Submitter,
     spec: BatchSpec,
-    batch_id: str,
+    batch_id: str | None = None,
     *,
     depth: int,
     timeout_s: float,
+    salt: str = "",
+    reuse: bool = True,
+    prepared: PreparedData | None = None,
     alive: Callable[[], bool] = lambda: True,
+    on_batch: Callable[[str], None] | None = None,
     on_progress: Callable[[BatchRecord], None] | None = None,
     target_seconds: float = DEFAULT_TARGET_SECONDS,
 ) -> BatchOutcome:
-    """Upload bars, register the batch and its jobs, send the pending jobs in waves of at most `depth`
-    visible messages, and wait until the batch is COMPLETE; returns its record and summary.
+    """Resolve (and upload) the spec's bars, register the batch and its jobs, reuse the stored results of
+    jobs that ran before (unless `reuse` is False), send the rest in waves of at most `depth` visible
+    messages, and wait until the batch is COMPLETE; returns its record and summary.
 
-    Resuming is the same call with an existing `batch_id`: jobs with an outcome are not sent again.
-    `target_seconds` is the planner's engine time per job (a resume must use the value of the first run).
+    The batch id is `batch_id` (a resume: jobs with an outcome are not sent again; its bars must not have
+    changed) or derived from the spec and its bars (`salt` gives a fresh one); `on_batch` hears it as soon
+    as it is known. `target_seconds` is the planner's engine time per job (a resume must use the value of
+    the first run).
     """
     started = time.monotonic()
-    deadline = started + timeout_s
-    n_bars = submitter.upload_bars(spec)
-    jobs = plan_jobs(spec, batch_id, bars=n_bars, target_seconds=target_seconds)
-    created = submitter.register(spec, batch_id, jobs)
+    data = prepared or submitter.prepare(spec)
+    batch = batch_id or compute_batch_id(spec, data.refs, salt)
+    if on_batch is not None:
+        on_batch(batch)
+    jobs = plan_jobs(spec, batch, refs=data.refs, bars=data.bars, target_seconds=target_seconds)
+    created = submitter.register(spec, batch, jobs, data)
     store = submitter.store
-
-    def tick() -> bool:
-        if on_progress is not None:
-            on_progress(store.get_batch(batch_id))
-        _require_alive(alive, batch_id)
-        return time.monotonic() < deadline
-
-    record = store.get_batch(batch_id)
+    reused = submitter.reuse(store.get_batch(batch), jobs) if reuse else set()
+    record = store.get_batch(batch)
+    if not record.complete and record.counted:  # every job reused (or counted before a crash)
+        complete_batch(store, batch)
+        record = store.get_batch(batch)
     if not record.complete:
-        pending = jobs if created else submitter.pending(batch_id, jobs)  # a new batch has no outcomes yet
-        submitter.send_in_waves(largest_first(pending), depth=depth, on_tick=tick, poll_s=0.5)
-        record = store.get_batch(batch_id)
-        while not record.complete and time.monotonic() < deadline:
-            _require_alive(alive, batch_id)
-            time.sleep(poll_interval(record.done, record.total_jobs, time.monotonic() - started))
-            record = store.get_batch(batch_id)
-            if on_progress is not None and not record.complete:
-                on_progress(record)
+        # A new batch has no outcomes yet but the reused ones.
+        pending = [j for j in jobs if j.job_id not in reused] if created else submitter.pending(batch, jobs)
+        follow = _Follow(submitter, batch, started, started + timeout_s, alive, on_progress)
+        submitter.send_in_waves(largest_first(pending), depth=depth, on_tick=follow.tick, poll_s=0.5)
+        record = follow.until_complete()
     if not record.complete:
         raise BatchIncompleteError(
-            f"batch {batch_id} did not complete in {timeout_s:.0f} s; finish it with --resume {batch_id}.",
-            batch_id,
+            f"batch {batch} did not complete in {timeout_s:.0f} s; finish it with --resume {batch}.",
+            batch,
         )
     if on_progress is not None:
         on_progress(record)
     summary = store.get_summary(record)
-    return BatchOutcome(batch_id, jobs, n_bars, record, summary, time.monotonic() - started)
+    return BatchOutcome(batch, jobs, data.bars, record, summary, time.monotonic() - started, len(reused))
+
+
+@dataclass
+class _Follow:
+    """Following a running batch: progress while its jobs are sent, then polls until it is COMPLETE, the
+    deadline passes or every local worker is gone."""
+
+    submitter: Submitter
+    batch: str
+    started: float
+    deadline: float
+    alive: Callable[[], bool]
+    on_progress: Callable[[BatchRecord], None] | None
+
+    def tick(self) -> bool:
+        """Between waves of sends: report, check the workers, say whether to go on."""
+        if self.on_progress is not None:
+            self.on_progress(self.submitter.store.get_batch(self.batch))
+        _require_alive(self.alive, self.batch)
+        return time.monotonic() < self.deadline
+
+    def until_complete(self) -> BatchRecord:
+        store = self.submitter.store
+        record = store.get_batch(self.batch)
+        while not record.complete and time.monotonic() < self.deadline:
+            _require_alive(self.alive, self.batch)
+            time.sleep(poll_interval(record.done, record.total_jobs, time.monotonic() - self.started))
+            record = store.get_batch(self.batch)
+            if self.on_progress is not None and not record.complete:
+                self.on_progress(record)
+        return record

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tabulate import tabulate
 
 from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.records import BatchRecord
@@ -56,14 +57,71 @@ def render_report(summary: dict[str, Any], conditions: Iterable[tuple[str, str]]
         ]
     )
     frame = frame.astype({c: float for c in frame.columns if c not in ("strategy", "symbol", "params")})
-    return render_batch(
+    jobs = summary["jobs"]
+    conditions = [*conditions, ("jobs", render_job_counts(jobs))] if "reused" in jobs else list(conditions)
+    text = render_batch(
         frame if not frame.empty else pd.DataFrame(columns=["strategy", "symbol", "params", metric]),
         title=f"Batch {summary['name']} ({summary['batch_id']})",
         rank=metric,
         top=len(rows),
         higher_is_better=HIGHER_IS_BETTER.get(metric, True),
-        conditions=list(conditions),
+        conditions=_unique(conditions),
         failures=summary["failures"],
         backtests=int(summary["backtests"]),
         aggregates={"strategy": summary["by_strategy"], "symbol": summary["by_symbol"]},
     )
+    data = summary.get("data")
+    return text if not data else text.rstrip("\n") + "\n\n" + render_bars(data) + "\n"
+
+
+def render_job_counts(jobs: dict[str, Any]) -> str:
+    reused = int(jobs.get("reused", 0))
+    ran = f"{jobs['succeeded']} succeeded" + (f" ({reused} reused from earlier batches)" if reused else "")
+    return f"{ran}, {jobs['failed']} failed"
+
+
+def _unique(conditions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The conditions, the last value of a repeated name winning, in first-seen order."""
+    merged: dict[str, str] = {}
+    for name, value in conditions:
+        merged[name] = value
+    return list(merged.items())
+
+
+def render_bars(data: dict[str, Any]) -> str:
+    """The bars the batch ran on: per symbol, their identity (sha256 or S3 object and ETag), range, window
+    and what the gap policy found and did."""
+    window = data.get("window") or [None, None]
+    lines = [
+        "## Bars",
+        "",
+        f"Source {data.get('source')}, timeframe {data.get('timeframe')}, window "
+        f"{window[0] or '(start)'} to {window[1] or '(end)'} (UTC, end excluded), gaps: {data.get('gaps')}.",
+        "",
+    ]
+    rows = []
+    for symbol, facts in sorted(data.get("symbols", {}).items()):
+        identity = facts.get("object") or ""
+        if facts.get("sha256"):
+            identity = f"{identity} sha256 {str(facts['sha256'])[:12]}".strip()
+        rows.append(
+            [
+                symbol,
+                f"{facts['bars']:,}" if facts.get("bars") is not None else "–",
+                f"{_minute(facts.get('first'))} to {_minute(facts.get('last'))}",
+                _count(facts.get("missing")),
+                _count(facts.get("filled")),
+                identity,
+            ]
+        )
+    headers = ["symbol", "bars", "range (UTC)", "missing bars", "filled", "bars identity"]
+    lines.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    return "\n".join(lines)
+
+
+def _count(value: Any) -> str:
+    return f"{int(value):,}" if value is not None else "–"
+
+
+def _minute(stamp: Any) -> str:
+    return str(stamp or "")[:16].replace("T", " ")

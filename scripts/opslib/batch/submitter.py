@@ -1,4 +1,5 @@
-"""Submitting a batch: bars to S3, the batch and job records, jobs to SQS in waves that keep the queue
+"""Submitting a batch: its bars resolved (and uploaded, content-addressed), the batch and job records, the
+jobs that ran before reused from their stored results, the rest sent to SQS in waves that keep the queue
 shallow. The same code serves the emulator and AWS; only the client endpoint differs.
 """
 
@@ -7,42 +8,53 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from backtesting_modules import names as keys
 from backtesting_modules.jobs.messages import encode_job
-from backtesting_modules.jobs.planner import Job, bars_key
-from backtesting_modules.jobs.spec import BatchSpec, Priority, data_hash, spec_hash
+from backtesting_modules.jobs.planner import Job
+from backtesting_modules.jobs.results import decode_result_body
+from backtesting_modules.jobs.spec import BatchSpec, Priority, spec_hash
 from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
-from backtesting_modules.pipeline.records import BatchRecord, JobRecord
+from backtesting_modules.pipeline.errors import MissingObjectError
+from backtesting_modules.pipeline.records import BatchRecord, JobRecord, StoredResult
 from backtesting_modules.pipeline.store import Store, now_iso
+from backtesting_modules.pipeline.summary import bars_facts_json, store_digest
 
-from ..errors import BatchIncompleteError
-from .bars import load_symbol_bars
+from ..errors import BatchIncompleteError, BatchInputError
+from .bars import PreparedData, resolve
 
 
 class Submitter:
     """Writes the batch, then feeds its jobs to SQS in waves so the queue stays shallow."""
 
-    def __init__(self, clients: ClientFactory, names: StackNames, urls: dict[str, str]) -> None:
+    def __init__(
+        self,
+        clients: ClientFactory,
+        names: StackNames,
+        urls: dict[str, str],
+        *,
+        read_locations: Sequence[str] = (),
+    ) -> None:
         self.clients = clients
         self.names = names
         self.urls = urls
+        self.read_locations = tuple(read_locations)  # where an S3 source may be (config data.read_locations)
         self.store = Store(clients, names.table, names.bucket)
 
-    def upload_bars(self, spec: BatchSpec) -> int:
-        """Bars of every symbol to S3, under keys named by the spec's data section (`data_hash`: source,
-        paths, seed, dates; not the bars' content); returns the bar count of the first."""
-        source = data_hash(spec)
-        # Every symbol is read and validated before the first upload: a bad file uploads nothing.
-        frames = {symbol: load_symbol_bars(spec, symbol) for symbol in spec.symbols}
-        for symbol, frame in frames.items():
-            self.store.put_bars(bars_key(source, symbol), frame)
-        return min(len(frame) for frame in frames.values())
+    def prepare(self, spec: BatchSpec) -> PreparedData:
+        """Resolve the spec's bars (`bars.resolve`: every symbol checked before anything is sent) and upload
+        those read locally under their content hash (an upload the bucket already holds is skipped)."""
+        prepared = resolve(spec, self.store, self.read_locations)
+        for key, frame in prepared.frames.items():
+            if not self.store.has_object(key):
+                self.store.put_bars(key, frame)
+        return prepared
 
-    def register(self, spec: BatchSpec, batch_id: str, jobs: list[Job]) -> bool:
+    def register(self, spec: BatchSpec, batch_id: str, jobs: list[Job], prepared: PreparedData) -> bool:
         """Write the batch record and its jobs' PENDING records; False when the batch existed (a resume:
-        nothing of it is overwritten)."""
+        nothing of it is overwritten, and it must have been planned on the same bars)."""
         created = self.store.create_batch(
             BatchRecord(
                 batch_id=batch_id,
@@ -54,11 +66,38 @@ class Submitter:
                 ranking_metric=spec.ranking.metric,
                 top_n=spec.ranking.top,
                 planned_backtests=sum(_job_size(j) for j in jobs),
+                data=bars_facts_json(prepared.facts),
             )
         )
+        if not created:
+            _check_same_bars(self.store.get_batch(batch_id), prepared)
         records = [JobRecord(j.job_id, strategy=j.strategy, symbols=tuple(j.symbols)) for j in jobs]
         self.store.put_pending_jobs(batch_id, records)
         return created
+
+    def reuse(self, batch: BatchRecord, jobs: list[Job]) -> set[str]:
+        """Record, for every job of `batch` without an outcome that an earlier batch already ran, that
+        stored result as its outcome (no message is sent); returns the ids of the jobs reused."""
+        done = {
+            j.job_id for j in self.store.jobs(batch.batch_id, attributes=("job_id", "status")) if j.terminal
+        }
+        stored = self.store.stored_results(j.job_id for j in jobs if j.job_id not in done)
+        reused = set()
+        for result in stored.values():
+            try:
+                self._ensure_digest(result, batch)
+            except MissingObjectError:
+                continue  # its stored body is gone (deleted by hand): the job runs again
+            self.store.record_outcome(batch.batch_id, result.job_id, result.outcome())
+            reused.add(result.job_id)
+        return reused
+
+    def _ensure_digest(self, result: StoredResult, batch: BatchRecord) -> None:
+        """A reused job's digest for this batch's top N (a batch keeping another N computes it once)."""
+        if self.store.has_object(keys.digest_key(result.job_id, batch.top_n)):
+            return
+        document = decode_result_body(self.store.get_bytes(result.result_key))
+        store_digest(self.store, result.job_id, document["columns"], batch.ranking_metric, batch.top_n)
 
     def pending(self, batch_id: str, jobs: list[Job]) -> list[Job]:
         """Jobs without a terminal outcome (what a resume submits again)."""
@@ -125,3 +164,15 @@ def largest_first(jobs: list[Job]) -> list[Job]:
     """The jobs in sending order: most backtests first (stable), so the short jobs — each symbol's remainder
     — run last and fill the workers' final gaps instead of leaving one worker a long job at the end."""
     return sorted(jobs, key=_job_size, reverse=True)
+
+
+def _check_same_bars(batch: BatchRecord, prepared: PreparedData) -> None:
+    """A resumed batch must run on the bars it was planned on."""
+    planned = {s: f.get("ref") for s, f in batch.data_document().get("symbols", {}).items()}
+    now = {s: str(r) for s, r in prepared.refs.items()}
+    if planned and planned != now:
+        changed = sorted(s for s in set(planned) | set(now) if planned.get(s) != now.get(s))
+        raise BatchInputError(
+            f"batch {batch.batch_id} was planned on other bars for {', '.join(changed)} than the spec names "
+            "now: run it without --resume (a new batch, which reuses every job whose bars did not change)."
+        )

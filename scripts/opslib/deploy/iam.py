@@ -52,6 +52,20 @@ def objects_arn(bucket: str, prefix: str = "") -> str:
     return f"arn:aws:s3:::{bucket}/{prefix}*"
 
 
+def location_arn(location: str) -> str:
+    """The objects of an S3 location ("s3://bucket/prefix/" or "s3://bucket/")."""
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    return objects_arn(bucket, prefix)
+
+
+def _read_in_place(read_locations: Sequence[str]) -> list[Statement]:
+    """GetObject (HeadObject and ranged reads included) on the configured data locations; none when the
+    stack names none (no statement with an empty resource list)."""
+    if not read_locations:
+        return []
+    return [_statement("ReadBarsInPlace", ["s3:GetObject"], [location_arn(x) for x in read_locations])]
+
+
 def function_arn(region: str, account_id: str, function: str) -> str:
     return f"arn:aws:lambda:{region}:{account_id}:function:{function}"
 
@@ -128,11 +142,16 @@ def _sqs_consume(sid: str, arns: Sequence[str]) -> Statement:
 
 
 def worker_policy(
-    names: StackNames, region: str, account_id: str | None, metric_namespace: str | None = None
+    names: StackNames,
+    region: str,
+    account_id: str | None,
+    metric_namespace: str | None = None,
+    read_locations: Sequence[str] = (),
 ) -> Policy:
-    """The worker: consume jobs, read bars, write its results, send to the result queue (and DLQ), update
-    its job's record. It cannot receive results, read or write summaries, or publish metrics
-    (`metric_namespace` is accepted for a uniform signature with `collector_policy`)."""
+    """The worker: consume jobs, read bars (uploaded ones, and objects in the stack's `data.read_locations`),
+    write its results, send to the result queue (and DLQ), update its job's record. It cannot receive
+    results, read or write summaries, or publish metrics (`metric_namespace` is accepted for a uniform
+    signature with `collector_policy`)."""
     account = _account(account_id)
     return _policy(
         [
@@ -152,6 +171,7 @@ def worker_policy(
                 ],
             ),
             _statement("ReadBars", ["s3:GetObject"], [objects_arn(names.bucket, "bars/")]),
+            *_read_in_place(read_locations),
             _statement("WriteResults", ["s3:PutObject"], [objects_arn(names.bucket, "results/")]),
             _statement(
                 "TrackJobs",
@@ -192,11 +212,17 @@ def collector_policy(names: StackNames, region: str, account_id: str | None, met
     )
 
 
-def batch_submitter_policy(names: StackNames, region: str, account_id: str | None) -> Policy:
-    """Who runs `scripts/run_batch.py --target aws` (a person, or backtest.yml through OIDC): upload bars,
-    write the batch and its job records, send jobs (reading queue depth to send in waves), follow progress
-    and download the summary; and `scripts/results.py --target aws`: list batches (the batches-by-created
-    index) and read stored results. It cannot receive jobs, write results or change any resource."""
+def batch_submitter_policy(
+    names: StackNames, region: str, account_id: str | None, read_locations: Sequence[str] = ()
+) -> Policy:
+    """Who runs `scripts/run_batch.py --target aws` (a person, or backtest.yml through OIDC): upload bars
+    (checking first whether the bucket holds them), check the S3 objects a batch reads in place (their
+    metadata and first and last bytes, in `data.read_locations`), write the batch and its job records,
+    reuse stored results of earlier batches (read the reuse index, record the outcome, write a digest for
+    the batch's top N, and the summary when every job was reused), send jobs (reading queue depth to send
+    in waves), follow progress and download the summary; and `scripts/results.py --target aws`: list
+    batches (the batches-by-created index) and read stored results. It cannot receive jobs, write results
+    bodies or change any resource."""
     account = _account(account_id)
     queues = names.queues
     return _policy(
@@ -207,15 +233,22 @@ def batch_submitter_policy(names: StackNames, region: str, account_id: str | Non
                 ["sqs:GetQueueAttributes", "sqs:SendMessage"],
                 [queue_arn(region, account, q) for q in (names.job_queue, names.priority_queue)],
             ),
-            _statement("UploadBars", ["s3:PutObject"], [objects_arn(names.bucket, "bars/")]),
+            _statement("UploadBars", ["s3:GetObject", "s3:PutObject"], [objects_arn(names.bucket, "bars/")]),
+            *_read_in_place(read_locations),
             _statement(
-                "ReadSummariesAndResults",
-                ["s3:GetObject"],
+                "ReadResultsWriteDigestsAndSummaries",
+                ["s3:GetObject", "s3:PutObject"],
                 [objects_arn(names.bucket, "summaries/"), objects_arn(names.bucket, "results/")],
             ),
             _statement(
-                "RecordAndFollowBatches",
-                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+                "RecordFollowAndReuseBatches",
+                [
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:Query",
+                    "dynamodb:UpdateItem",
+                ],
                 [table_arn(region, account, names.table)],
             ),
             _statement(

@@ -21,17 +21,16 @@ def _document(value: Any) -> Any:
 
 def role_policies(ctx: DeployContext) -> dict[str, tuple[str, dict[str, Any]]]:
     """function name → (role name, its inline policy)."""
-    builders: dict[str, Callable[..., dict[str, Any]]] = {
-        ctx.names.worker_function: worker_policy,
-        ctx.names.collector_function: collector_policy,
+    config = ctx.config
+    builders: dict[str, Callable[[], dict[str, Any]]] = {
+        ctx.names.worker_function: lambda: worker_policy(
+            ctx.names, ctx.region, ctx.account_id, config.metric_namespace, config.data_read_locations
+        ),
+        ctx.names.collector_function: lambda: collector_policy(
+            ctx.names, ctx.region, ctx.account_id, config.metric_namespace
+        ),
     }
-    return {
-        function: (
-            ctx.names.role(function),
-            build(ctx.names, ctx.region, ctx.account_id, ctx.config.metric_namespace),
-        )
-        for function, build in builders.items()
-    }
+    return {function: (ctx.names.role(function), build()) for function, build in builders.items()}
 
 
 def plan_roles(ctx: DeployContext) -> Plan:

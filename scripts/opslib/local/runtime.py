@@ -118,7 +118,9 @@ class LocalRuntime:
         return Store(self._clients(), names.table, names.bucket)
 
     def submitter(self) -> Submitter:
-        return Submitter(self._clients(), self._names(), self.urls)
+        return Submitter(
+            self._clients(), self._names(), self.urls, read_locations=self.stack.data_read_locations
+        )
 
     def alive(self) -> bool:
         """False when every poller process has exited (nothing would ever finish the batch)."""

@@ -19,8 +19,8 @@ from typing import Any
 from backtesting_modules.pipeline.clients import ClientFactory
 
 SNAPSHOT_VERSION = 1
-# Bars are uploaded again by every run (`Submitter.upload_bars`): keeping them would only make each save and
-# restore slower.
+# Bars are uploaded again by the run that needs them (`Submitter.prepare` uploads what the bucket lacks, and
+# every run, a resume included, prepares its bars): keeping them would only make each save and restore slower.
 TRANSIENT_PREFIXES = ("bars/",)
 
 
