@@ -58,6 +58,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 or more")
+    return value
+
+
 def _metric(text: str) -> str:
     if text not in METRIC_NAMES:
         raise argparse.ArgumentTypeError(
@@ -103,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--strategy", help="only this strategy")
     top.add_argument("--symbol", help="only this symbol")
     top.add_argument("-n", type=_positive, default=10, help="how many (default 10)")
+    top.add_argument(
+        "--min-trades",
+        type=_non_negative,
+        help="rank only variants with at least this many trades (default: the batch's min_trades; 0: all)",
+    )
 
     compare = commands.add_parser("compare", parents=[common], help="two batches, row by row")
     compare.add_argument("batch_a")
@@ -182,10 +197,19 @@ def cmd_top(args: argparse.Namespace, history: History) -> int:
     metric = args.metric or record.ranking_metric
     higher = HIGHER_IS_BETTER.get(metric, True)
     frames = history.result_frames(record, strategy=args.strategy, symbol=args.symbol)
-    rows = compute_rows(compute_top(frames, metric, higher, args.n))
+    least = record.min_trades if args.min_trades is None else args.min_trades
+    rows = compute_rows(compute_top(frames, metric, higher, args.n, min_trades=least))
     if args.json:
         print(
-            json.dumps({"batch_id": args.batch_id, "metric": metric, "higher_is_better": higher, "top": rows})
+            json.dumps(
+                {
+                    "batch_id": args.batch_id,
+                    "metric": metric,
+                    "higher_is_better": higher,
+                    "min_trades": least,
+                    "top": rows,
+                }
+            )
         )
     else:
         print(render_top(record, rows, metric, higher, strategy=args.strategy, symbol=args.symbol))

@@ -26,10 +26,10 @@ from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests,
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.records import BatchRecord
 from opslib.batch.aws import deployed_submitter
-from opslib.batch.execute import BatchOutcome, execute_batch
 from opslib.batch.projection import project, render_projection
 from opslib.batch.reports import progress_line, write_reports
 from opslib.batch.submitter import Submitter
+from opslib.batch.validation import ValidatedOutcome, execute_validated, validation_headline
 from opslib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPORTED_ERRORS, eprint, error_text, exit_status
 from opslib.errors import OpsError
 from opslib.local.emulator import Emulator, local_state_dir
@@ -92,11 +92,11 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         if interactive:
             eprint(progress_line(record, started), end="\n" if record.complete else "")
 
-    def execute(submitter: Submitter, alive: Callable[[], bool] = lambda: True) -> BatchOutcome:
+    def execute(submitter: Submitter, alive: Callable[[], bool] = lambda: True) -> ValidatedOutcome:
         # Keep two jobs queued per consumer: local worker processes, or the worker's concurrency on AWS.
         consumers = args.workers if args.target == "local" else stack.worker.concurrency
         depth = max(2, 2 * consumers)
-        return execute_batch(
+        return execute_validated(
             submitter,
             spec,
             args.resume,
@@ -120,14 +120,16 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
             outcome = execute(local.submitter(), local.alive)
     else:
         outcome = execute(deployed_submitter(ClientFactory.from_environ(), stack))
-    summary = outcome.summary
-    batch = outcome.batch_id
+    summary = outcome.train.summary
+    batch = outcome.train.batch_id
     conditions = [
         ("spec", args.spec),
         ("target", args.target),
         ("workers", str(args.workers if args.target == "local" else "Lambda")),
     ]
-    report = write_reports(summary, Path(args.reports) / batch, conditions)
+    if outcome.test is not None:
+        conditions.append(("out-of-sample batch", outcome.test.batch_id))
+    report = write_reports(summary, Path(args.reports) / batch, conditions, outcome.document)
     return {
         "batch_id": batch,
         "jobs_total": summary["jobs"]["total"],
@@ -137,6 +139,7 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         "backtests": summary["backtests"],
         "elapsed_s": round(time.monotonic() - started, 3),
         "report": str(report),
+        **({"validation": validation_headline(outcome.document)} if outcome.document else {}),
     }
 
 

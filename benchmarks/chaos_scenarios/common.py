@@ -50,7 +50,7 @@ def chaos_spec_dict(
         "data": {"source": "synthetic", "seed": 11, "periods": bars, "freq": "1h"},
         "config": {"filters": None, "min_volume": 0.0},
         "strategies": [{"name": "SMA_Crossover", "grid": {"fast": FAST_AXIS, "slow": slow}}],
-        "ranking": {"metric": "sharpe", "top": 100_000},
+        "ranking": {"metric": "sharpe", "top": 100_000, "min_trades": 0},  # every row, whatever its trades
         "limits": {"max_backtests": 100_000},
     }
 

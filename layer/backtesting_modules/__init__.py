@@ -4,6 +4,7 @@ Public API:
 - data: `load_bars`, `validate_bars`, `resample_bars`, `synthetic_bars`
 - strategies: `register`, `get_strategy`, `list_strategies`, `Strategy`, `Param`, `Constraint`
 - running: `run_backtest`, `run_sweep`, `rank_sweep`, `run_portfolio_backtest`, `BacktestResult`
+- windows and periods: `TradeWindow`, `PeriodReturns`, `compute_period_returns`
 - configuration: `StrategyConfig`
 - the original API: `create_integrated_backtester`, `run_single_strategy_backtest`, `KellyBacktester`,
   `TimezoneBacktester`
@@ -24,6 +25,7 @@ from .metrics import METRIC_NAMES, compute_metrics, legacy_metrics
 from .portfolio import run_portfolio_backtest
 from .strategies import Constraint, Param, Strategy, get_strategy, list_strategies, register
 from .timezone import SessionGate, TimezoneBacktester, TimezoneMarketAnalyzer, TimezoneSettings
+from .windows import PeriodReturns, TradeWindow, compute_period_returns
 
 __version__ = ENGINE_VERSION
 
@@ -38,6 +40,7 @@ __all__ = [
     "IntegratedBacktester",
     "KellyBacktester",
     "Param",
+    "PeriodReturns",
     "RunInfo",
     "SessionGate",
     "Strategy",
@@ -46,7 +49,9 @@ __all__ = [
     "TimezoneBacktester",
     "TimezoneMarketAnalyzer",
     "TimezoneSettings",
+    "TradeWindow",
     "compute_metrics",
+    "compute_period_returns",
     "create_integrated_backtester",
     "get_strategy",
     "legacy_metrics",

@@ -33,6 +33,20 @@ from .simulation import (
 from .strategies import Strategy, expand_grid, get_strategy, resolve_params
 from .strategies.registry import ParamTable
 from .trades import TradeArrays
+from .windows import (
+    PeriodCollector,
+    PeriodPlan,
+    PeriodReturns,
+    TradeWindow,
+    compute_period_returns,
+    empty_period_returns,
+    head_bars,
+    period_nanos,
+    resolve_window,
+    shift_trades,
+    tail_bars,
+    window_note,
+)
 
 ENGINE_VERSION = "0.1.0"
 # Cells (bars × combinations) of one block of dense work: signals, equity curves, metrics. At 3M cells a
@@ -116,17 +130,32 @@ class BacktestResult:
         """The metrics under the original system's field names (win_rate, mdd, sharpe_ratio, ...)."""
         return legacy_metrics(self.metrics)
 
+    def period_returns(self, freq: str) -> PeriodReturns:
+        """Returns of `.equity` per UTC period of the fixed frequency `freq` (one column), as a sweep's
+        ``attrs["period_returns"]`` has them for each row; see `PeriodReturns`."""
+        index = pd.DatetimeIndex(self.equity.index)
+        return compute_period_returns(self.equity.to_numpy(), index, freq, self.config.initial_cash)
+
 
 @dataclass(frozen=True)
 class _Prepared:
+    """Bars to signal and trade on (all bars before a window's stop), and the bars equity and metrics cover
+    (`metric_bars`, from position `first` of `bars`: the window's, or `bars` themselves)."""
+
     bars: BarArrays
     settings: SimSettings
     entry_mask: np.ndarray
     info: RunInfo
+    metric_bars: BarArrays
+    first: int = 0
 
 
 def _prepare(
-    bars: pd.DataFrame | BarArrays, strategy: Strategy, params: ParamTable, config: StrategyConfig
+    bars: pd.DataFrame | BarArrays,
+    strategy: Strategy,
+    params: ParamTable,
+    config: StrategyConfig,
+    window: TradeWindow | None = None,
 ) -> _Prepared:
     frame_attrs: Mapping[Any, Any] = {}
     if isinstance(bars, pd.DataFrame):
@@ -134,6 +163,12 @@ def _prepare(
         arrays = BarArrays.from_frame(validate_bars(bars, min_bars=2), symbol=frame_attrs.get("symbol"))
     else:
         arrays = bars
+    notes: list[str] = []
+    first = 0
+    if window is not None:  # no look-ahead: the bars from the window's stop on are never read
+        bounds = resolve_window(arrays.index, window)
+        notes.append(window_note(bounds, arrays.index))
+        arrays, first = head_bars(arrays, bounds.stop), bounds.first
     # The warm-up plus one bar to signal on and one to fill on.
     needed = int(np.max(strategy.warmup(params))) + 2 if params else 2
     if len(arrays) < needed:
@@ -141,18 +176,29 @@ def _prepare(
             f"{strategy.name} needs at least {needed} bars for these parameters, got {len(arrays)}: "
             "load a longer period or use shorter windows."
         )
-    mask, notes = compute_entry_mask(arrays, config)
+    mask, filter_notes = compute_entry_mask(arrays, config, first=first)
     prepared_note = preparation_note(frame_attrs)
-    if prepared_note is not None:
-        notes = [prepared_note, *notes]
-    index = arrays.index
-    info = RunInfo(
+    notes = [*([prepared_note] if prepared_note is not None else []), *notes, *filter_notes]
+    metric_bars = tail_bars(arrays, first)
+    info = _run_info(metric_bars, strategy, config, frame_attrs, notes)
+    return _Prepared(arrays, SimSettings.from_config(config), mask, info, metric_bars, first)
+
+
+def _run_info(
+    bars: BarArrays,
+    strategy: Strategy,
+    config: StrategyConfig,
+    frame_attrs: Mapping[Any, Any],
+    notes: list[str],
+) -> RunInfo:
+    index = bars.index
+    return RunInfo(
         strategy=strategy.name,
-        symbol=arrays.symbol,
+        symbol=bars.symbol,
         start=index[0] if len(index) else None,
         end=index[-1] if len(index) else None,
-        n_bars=len(arrays),
-        bar_seconds=arrays.interval_seconds(),
+        n_bars=len(bars),
+        bar_seconds=bars.interval_seconds(),
         data_source=str(frame_attrs.get("source", "dataframe")),
         synthetic=bool(frame_attrs.get("synthetic", False)),
         fill=config.fill,
@@ -160,11 +206,15 @@ def _prepare(
         slippage_rate=config.slippage_rate,
         notes=tuple(notes),
     )
-    return _Prepared(arrays, SimSettings.from_config(config), mask, info)
 
 
-def compute_entry_mask(bars: BarArrays, config: StrategyConfig) -> tuple[np.ndarray, list[str]]:
-    """Bars on which `StrategyConfig.filters` and `min_volume` allow an entry, plus notes for the report."""
+def compute_entry_mask(
+    bars: BarArrays, config: StrategyConfig, *, first: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """Bars on which `StrategyConfig.filters` and `min_volume` allow an entry, plus notes for the report.
+
+    Bars before position `first` (a trade window's warm-up) allow none; the notes count the bars from it.
+    """
     filters = config.entry_filters()
     notes: list[str] = []
     mask = np.ones(len(bars), dtype=bool)
@@ -182,9 +232,11 @@ def compute_entry_mask(bars: BarArrays, config: StrategyConfig) -> tuple[np.ndar
         mask &= np.greater_equal(ratio, filters.volume_ma_ratio)
     if config.min_volume > 0:
         mask &= bars.close * bars.volume >= config.min_volume
-    blocked = int((~mask).sum())
+    counted = len(bars) - first
+    blocked = int((~mask[first:]).sum())
+    mask[:first] = False
     if blocked:
-        notes.append(f"entry filters block {blocked} of {len(bars)} bars ({blocked / len(bars):.0%}).")
+        notes.append(f"entry filters block {blocked} of {counted} bars ({blocked / counted:.0%}).")
     return mask, notes
 
 
@@ -237,13 +289,15 @@ def _combo_range(trades: TradeArrays, start: int, stop: int) -> TradeArrays:
 def _block_metrics(
     prepared: _Prepared, trades: TradeArrays, start: int, stop: int, config: StrategyConfig
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    part = _combo_range(trades, start, stop)
-    equity = equity_curves(prepared.bars, part, stop - start, prepared.settings)
+    # A window's trades all lie in its bars: counted from its first bar, they give the window's curves.
+    part = shift_trades(_combo_range(trades, start, stop), prepared.first)
+    bars = prepared.metric_bars
+    equity = equity_curves(bars, part, stop - start, prepared.settings)
     cash, cost_rate = prepared.settings.initial_cash, prepared.settings.cost_rate
     # Buy and hold of the same bars with the same fees: one curve for every block of a sweep.
-    benchmark = prepared.bars.memo(
+    benchmark = bars.memo(
         ("buy_and_hold", cash, cost_rate),
-        lambda: buy_and_hold(prepared.bars.close, initial_cash=cash, cost_rate=cost_rate),
+        lambda: buy_and_hold(bars.close, initial_cash=cash, cost_rate=cost_rate),
     )
     metrics = compute_metrics(
         equity,
@@ -260,8 +314,14 @@ def run_backtest(
     strategy: str | Strategy,
     params: Mapping[str, Any] | None = None,
     config: StrategyConfig | None = None,
+    *,
+    window: TradeWindow | None = None,
 ) -> BacktestResult:
     """Backtest one parameter set of `strategy` on `bars`.
+
+    `window`: trade only in [start, stop) (see `TradeWindow`): the bars before `stop` warm the indicators
+    up, entries come from signal bars at or after `start`, and equity, metrics and `.info` describe the
+    window's bars. Trade bar positions (`entry_bar`, `exit_bar`) still count from the first bar of `bars`.
 
     >>> from backtesting_modules import run_backtest, synthetic_bars, StrategyConfig
     >>> bars = synthetic_bars("KRW-BTC", periods=2000, seed=7)
@@ -273,7 +333,7 @@ def run_backtest(
     config = config or StrategyConfig()
     values = resolve_params(spec, params)
     table = {k: np.asarray([v]) for k, v in values.items()}
-    prepared = _prepare(bars, spec, table, config)
+    prepared = _prepare(bars, spec, table, config, window)
     output = _combos_trades(prepared, spec, table, 1, 1)
     trades = output.trades
     metrics, equity = _block_metrics(prepared, trades, 0, 1, config)
@@ -283,7 +343,7 @@ def run_backtest(
         params=values,
         metrics={k: float(v[0]) for k, v in metrics.items()},
         trades=trades.to_frame(prepared.bars.index),
-        equity=pd.Series(equity[:, 0], index=prepared.bars.index, name="equity"),
+        equity=pd.Series(equity[:, 0], index=prepared.metric_bars.index, name="equity"),
         config=config,
         info=info,
         extras=extras,
@@ -323,22 +383,57 @@ def run_sweep(
     *,
     fixed: Mapping[str, Any] | None = None,
     block_cells: int = DEFAULT_BLOCK_CELLS,
+    window: TradeWindow | None = None,
+    period_returns: str | None = None,
 ) -> pd.DataFrame:
     """Backtest every valid combination of `grid`; one row per combination (parameters, then metrics).
 
     Combinations violating a strategy constraint are skipped and counted in ``df.attrs["skipped"]``.
-    Work proceeds in blocks of combinations so memory stays bounded whatever the grid size.
+    Work proceeds in blocks of combinations so memory stays bounded whatever the grid size. `window`: as
+    in `run_backtest`, for every row. `period_returns`: a fixed pandas frequency ("1D", "4h"); each row's
+    returns per UTC period of it go to ``df.attrs["period_returns"]`` (`PeriodReturns`, column j for the
+    row labelled j).
     """
     spec = get_strategy(strategy)
     config = config or StrategyConfig()
+    if period_returns is not None:
+        period_nanos(period_returns, "period_returns")  # refused before any work
     table, skipped = expand_grid(spec, grid, fixed)
     total = len(next(iter(table.values()))) if table else 1
     if total == 0:
         frame = pd.DataFrame(columns=[*spec.param_names])
         frame.attrs.update(combinations=0, skipped=skipped)
+        if period_returns is not None:
+            index = bars.index if isinstance(bars, BarArrays) else validate_bars(bars, min_bars=2).index
+            frame.attrs["period_returns"] = empty_period_returns(
+                pd.DatetimeIndex(index), window, period_returns
+            )
         return frame
-    prepared = _prepare(bars, spec, table, config)
+    prepared = _prepare(bars, spec, table, config, window)
+    periods = None
+    if period_returns is not None:
+        plan = PeriodPlan.of(prepared.metric_bars.index, period_returns, "period_returns")
+        periods = PeriodCollector(plan, total, prepared.settings.initial_cash)
+    frame, tally = _sweep_rows(prepared, spec, table, config, (block_cells, periods))
+    info = _with_rule_notes(prepared, config, tally, combos=total)
+    frame.attrs.update(combinations=total, skipped=skipped, info=info.to_dict())
+    if periods is not None:
+        frame.attrs["period_returns"] = periods.result()
+    return frame
+
+
+def _sweep_rows(
+    prepared: _Prepared,
+    spec: Strategy,
+    table: ParamTable,
+    config: StrategyConfig,
+    options: tuple[int, PeriodCollector | None],
+) -> tuple[pd.DataFrame, RuleTally]:
+    """The rows of every combination of `table`, trade loop by trade loop, metric block by metric block."""
+    block_cells, periods = options
+    total = len(next(iter(table.values()))) if table else 1
     step = block_size(len(prepared.bars), block_cells)
+    metric_step = block_size(len(prepared.metric_bars), block_cells)  # a window's curves are shorter
     parts: list[pd.DataFrame] = []
     tally = RuleTally()
     for big in range(0, total, _LOOP_COMBOS):
@@ -347,14 +442,13 @@ def run_sweep(
         output = _combos_trades(prepared, spec, big_table, big_stop - big, step)
         _tally(prepared, output, tally)
         trades = output.trades
-        for start in range(0, big_stop - big, step):
-            stop = min(start + step, big_stop - big)
-            metrics, _ = _block_metrics(prepared, trades, start, stop, config)
+        for start in range(0, big_stop - big, metric_step):
+            stop = min(start + metric_step, big_stop - big)
+            metrics, equity = _block_metrics(prepared, trades, start, stop, config)
+            if periods is not None:
+                periods.add(big + start, equity)
             parts.append(pd.DataFrame({**_slice(big_table, start, stop), **metrics}))
-    frame = pd.concat(parts, ignore_index=True)
-    info = _with_rule_notes(prepared, config, tally, combos=total)
-    frame.attrs.update(combinations=total, skipped=skipped, info=info.to_dict())
-    return frame
+    return pd.concat(parts, ignore_index=True), tally
 
 
 def rank_sweep(frame: pd.DataFrame, metric: str, top: int | None = None) -> pd.DataFrame:

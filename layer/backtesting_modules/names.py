@@ -113,10 +113,16 @@ def result_key(job_id: str) -> str:
     return f"results/{job_id}.json"
 
 
-def digest_key(job_id: str, top_n: int) -> str:
-    """A job's result digest for batches keeping `top_n` rows (top rows, mergeable aggregates): what batch
-    summaries are built from."""
-    return f"results/{job_id}.top{top_n}.digest.json"
+def digest_key(job_id: str, top_n: int, min_trades: int = 0) -> str:
+    """A job's result digest for batches keeping `top_n` rows and ranking only variants with `min_trades`
+    trades (top rows, mergeable aggregates): what batch summaries are built from."""
+    return f"results/{job_id}.top{top_n}.min{min_trades}.digest.json"
+
+
+def validation_key(batch_id: str) -> str:
+    """The validation document of a validated sweep (docs/validation.md), named by its train batch: the
+    batch id hashes the spec and the bars, so the document stays true of that batch."""
+    return f"validation/{batch_id}.json"
 
 
 def summary_key(batch_id: str, created: datetime) -> str:

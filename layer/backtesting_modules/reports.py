@@ -341,9 +341,10 @@ def render_batch(
     failures: Sequence[Mapping[str, Any]] = (),
     backtests: int | None = None,
     aggregates: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    ranking_label: str | None = None,
 ) -> str:
-    """A batch report: what ran, the top `top` results by `rank` across strategies and symbols, aggregates per
-    strategy and per symbol, and every failed job with its error.
+    """A batch report: what ran, the top `top` results by `rank` (`ranking_label` qualifies the heading)
+    across strategies and symbols, aggregates per strategy and per symbol, every failed job with its error.
 
     `results` has one row per backtest: `strategy`, `symbol`, `params` (a dict), then metric columns. When
     `results` holds only the top rows of a larger batch, pass the batch's `backtests` count and its
@@ -357,14 +358,16 @@ def render_batch(
         f"ranked by **{rank}** ({'higher' if higher_is_better else 'lower'} is better)."
     )
     if not results.empty:
-        parts += _batch_top(results, rank, top, higher_is_better)
+        parts += _batch_top(results, rank, top, higher_is_better, ranking_label)
         parts += _batch_aggregates(results, rank, higher_is_better, aggregates)
     if failures:
         parts += ["## Failed jobs", _failures_table(failures)]
     return "\n\n".join(parts) + "\n"
 
 
-def _batch_top(results: pd.DataFrame, rank: str, top: int, higher_is_better: bool) -> list[str]:
+def _batch_top(
+    results: pd.DataFrame, rank: str, top: int, higher_is_better: bool, label: str | None = None
+) -> list[str]:
     """The top `top` backtests by `rank` with six headline metrics and buy and hold: heading and table."""
     ranked = results.sort_values(rank, ascending=not higher_is_better, na_position="last").head(top)
     metrics = [m for m in _HEADLINE if m in results.columns and m != rank][:6]
@@ -383,7 +386,7 @@ def _batch_top(results: pd.DataFrame, rank: str, top: int, higher_is_better: boo
     ]
     headers = ["strategy", "symbol", "parameters", rank, *[_BENCHMARK_HEADERS.get(m, m) for m in metrics]]
     return [
-        f"## Top {len(ranked)} by {rank}",
+        f"## Top {len(ranked)} by {rank}" + (f" ({label})" if label else ""),
         tabulate(
             table,
             headers=headers,

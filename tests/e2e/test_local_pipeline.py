@@ -39,7 +39,7 @@ SPEC = {
         {"name": "SMA_Crossover", "grid": {"fast": "5:25:5", "slow": "30:90:15"}},
         {"name": "Donchian_Breakout", "grid": {"entry_period": "10:40:10", "exit_period": [5, 10]}},
     ],
-    "ranking": {"metric": "sharpe", "top": 1000},
+    "ranking": {"metric": "sharpe", "top": 1000, "min_trades": 0},
 }
 _prefixes = itertools.count()
 

@@ -96,7 +96,7 @@ def files_spec(paths: dict[str, Path], grid: dict[str, Any] = GRID, **data: Any)
             "data": {"source": "files", "paths": {s: str(p) for s, p in paths.items()}, **data},
             "config": {"filters": None, "min_volume": 0.0},
             "strategies": [{"name": "SMA_Crossover", "grid": grid}],
-            "ranking": {"metric": "sharpe", "top": 1000},
+            "ranking": {"metric": "sharpe", "top": 1000, "min_trades": 0},
         }
     )
 
@@ -110,7 +110,7 @@ def s3_spec(uri: str, **data: Any) -> BatchSpec:
             "data": {"source": "s3", "uri": uri, "timeframe": "1h", **data},
             "config": {"filters": None, "min_volume": 0.0},
             "strategies": [{"name": "SMA_Crossover", "grid": GRID}],
-            "ranking": {"metric": "sharpe", "top": 1000},
+            "ranking": {"metric": "sharpe", "top": 1000, "min_trades": 0},
         }
     )
 

@@ -43,7 +43,7 @@ SPEC_A = {
         {"name": "SMA_Crossover", "grid": {"fast": [5, 10], "slow": [20, 40]}},
         {"name": "Donchian_Breakout", "grid": {"entry_period": [10, 20], "exit_period": [5]}},
     ],
-    "ranking": {"metric": "sharpe", "top": 5},
+    "ranking": {"metric": "sharpe", "top": 5, "min_trades": 0},  # these tests query every row
 }
 SPEC_B = {
     **SPEC_A,
@@ -142,6 +142,19 @@ def test_list_shows_batches_newest_first_with_counts_and_best(
     assert all(e["duration_s"] is not None and e["duration_s"] >= 0 for e in entries)
     code, text, _ = run(capsys, batches.history(), "list")
     assert code == 0 and "| batch " in text and f"{batches.a} | alpha" in text and "sharpe " in text
+
+
+def test_top_ranks_only_variants_with_enough_trades_when_asked(
+    capsys: pytest.CaptureFixture[str], batches: Batches
+) -> None:
+    everything = as_json(capsys, batches.history(), "top", batches.a, "-n", "100")
+    assert everything["min_trades"] == 0  # the batch's own ranking.min_trades
+    least = sorted(r["metrics"]["trades"] for r in everything["top"])[len(everything["top"]) // 2]
+    enough = as_json(
+        capsys, batches.history(), "top", batches.a, "-n", "100", "--min-trades", str(int(least))
+    )
+    assert enough["min_trades"] == least and 0 < len(enough["top"]) < len(everything["top"])
+    assert all(r["metrics"]["trades"] >= least for r in enough["top"])
 
 
 def test_list_pages_through_the_index_past_one_page(

@@ -50,6 +50,14 @@ class JobMessage(TypedDict):
     ranking_metric: str
     priority: str
     attempt: int
+    # Only in jobs of a validated sweep (docs/validation.md): [start, stop) UTC ISO times, and the returns'
+    # period. Optional, so version 1 stays: a job without them is read as before.
+    window: NotRequired[list[str]]
+    period_returns: NotRequired[str]
+    min_trades: NotRequired[int]  # the batch's ranking.min_trades (the job's best row needs that many)
+
+
+_OPTIONAL_JOB_FIELDS = ("window", "period_returns", "min_trades")
 
 
 class RowWire(TypedDict):
@@ -130,10 +138,13 @@ JOB_SCHEMA: dict[str, Any] = {
     "title": "JobMessage",
     "type": "object",
     "additionalProperties": False,
-    "required": list(JobMessage.__annotations__),
+    "required": [k for k in JobMessage.__annotations__ if k not in _OPTIONAL_JOB_FIELDS],
     "properties": {
         **_HEADER,
         "kind": {"type": "string", "enum": ["job"]},
+        "window": {"type": "array", "items": _STR, "minItems": 2, "maxItems": 2},
+        "period_returns": _STR,
+        "min_trades": _INT0,
         "job_type": {"type": "string", "enum": [t.value for t in JobType]},
         "strategy": _STR,
         "symbols": {"type": "array", "items": _STR, "minItems": 1},
@@ -208,7 +219,7 @@ FAILURE_SCHEMA: dict[str, Any] = {
 
 
 def job_message(job: Job) -> JobMessage:
-    return {
+    message: JobMessage = {
         "version": MESSAGE_VERSION,
         "kind": "job",
         "job_id": job.job_id,
@@ -227,6 +238,13 @@ def job_message(job: Job) -> JobMessage:
         "priority": job.priority.value,
         "attempt": job.attempt,
     }
+    if job.window is not None:
+        message["window"] = list(job.window)
+    if job.period_returns is not None:
+        message["period_returns"] = job.period_returns
+    if job.min_trades:
+        message["min_trades"] = job.min_trades
+    return message
 
 
 def encode_job(job: Job) -> str:
@@ -259,6 +277,9 @@ def decode_job(body: str | bytes) -> Job:
         ranking_metric=raw["ranking_metric"],
         priority=Priority(raw["priority"]),
         attempt=raw["attempt"],
+        window=(raw["window"][0], raw["window"][1]) if "window" in raw else None,
+        period_returns=raw.get("period_returns"),
+        min_trades=raw.get("min_trades", 0),
     )
 
 
@@ -290,14 +311,16 @@ def encode_result(
     columns = result.columns
     cells = count_rows(columns) * (2 + len(columns["params"]) + len(columns["metrics"]))
     # Under ~25 bytes per cell: measure exactly (cheap for a small result); a big one is never serialised.
-    if cells * 25 <= inline_limit and len(_dumps(columns)) + 2_000 <= inline_limit:
+    # Per-period returns always go to S3 (a claim check): they are read by the validation, not the summary.
+    small = cells * 25 <= inline_limit and len(_dumps(columns)) + 2_000 <= inline_limit
+    if small and result.period_returns is None:
         return message, None  # 2 kB: room for the header and the best row
     pointer: ResultMessage = {
         **message,
         "columns": None,
         "result_key": result_key(result.job_id),
     }
-    return pointer, encode_result_body(result.job_id, columns)
+    return pointer, encode_result_body(result.job_id, columns, result.period_returns)
 
 
 def decode_result(body: str | bytes) -> ResultMessage:
@@ -431,6 +454,8 @@ def check_schema(value: Any, schema: dict[str, Any], path: str) -> None:
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             raise MessageError(f"{where}: needs at least {schema['minItems']} item(s).")
+        if len(value) > schema.get("maxItems", len(value)):
+            raise MessageError(f"{where}: has {len(value)} items, at most {schema['maxItems']} allowed.")
         for i, item in enumerate(value):
             check_schema(item, schema.get("items", {}), f"{path}[{i}]")
 

@@ -31,12 +31,13 @@ one combination); SINGLE_STRATEGY jobs carry the one parameter set of their stra
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..names import result_key
 from ..strategies import get_strategy
+from ..validation import Fold
 from .data_refs import DataRef
 from .spec import (
     BatchSpec,
@@ -88,6 +89,14 @@ class Job:
     ranking_metric: str
     priority: Priority
     attempt: int = 0
+    # Validation (docs/validation.md): the bars the job trades on, [start, stop) as UTC ISO times (earlier
+    # bars only warm its indicators up; later ones are never read), and the period of the returns its
+    # result keeps for every combination (for PBO and the deflated Sharpe). None: all bars, no returns.
+    window: tuple[str, str] | None = None
+    period_returns: str | None = None
+    # The batch's `ranking.min_trades`: the job's best row is the best with at least that many trades. Not
+    # part of its content (the rows do not depend on it): a reused result keeps the best it was run with.
+    min_trades: int = 0
 
     def fixed_params(self) -> dict[str, Any]:
         return dict(self.fixed)
@@ -97,7 +106,7 @@ class Job:
 
     def content(self) -> dict[str, Any]:
         """Everything that decides the job's result (not its ids, priority or attempt): hashed into job_id."""
-        return {
+        content: dict[str, Any] = {
             "job_type": self.job_type.value,
             "strategy": self.strategy,
             "symbols": list(self.symbols),
@@ -110,6 +119,11 @@ class Job:
             "config": dict(self.config),
             "ranking_metric": self.ranking_metric,
         }
+        if self.window is not None:  # only when set: the ids of jobs without validation stay as they were
+            content["window"] = list(self.window)
+        if self.period_returns is not None:
+            content["period_returns"] = self.period_returns
+        return content
 
 
 def described_refs(spec: BatchSpec) -> dict[str, DataRef]:
@@ -200,16 +214,48 @@ def plan_jobs(
     throughput: float = DEFAULT_THROUGHPUT,
     loop_throughput: float = DEFAULT_LOOP_THROUGHPUT,
     bars: int | None = None,
+    folds: Sequence[Fold] | None = None,
 ) -> list[Job]:
     """Split `spec` into jobs (see the module docstring). `refs` are the bars' references per symbol
-    (`described_refs` when None: planning only); `bars` overrides the bars-per-symbol estimate."""
+    (`described_refs` when None: planning only); `bars` overrides the bars-per-symbol estimate.
+
+    With `folds` (a validated sweep, `validation.folds.plan_folds`), the grid is swept once per fold on its
+    train window, sized by the window's bars, each job keeping its rows' per-period returns; without them
+    the whole bars are swept (planning only, or validation: none)."""
     n_bars = bars if bars is not None else estimate_bars(spec)
     resolved = {s: str(r) for s, r in (refs if refs is not None else described_refs(spec)).items()}
+    sizing = (target_seconds, throughput, loop_throughput)
+    if not folds or not spec.validation.enabled:
+        return _plan(spec, batch, resolved, n_bars, sizing, window=None)
+    jobs: list[Job] = []
+    for fold in folds:
+        window = (fold.train_start.isoformat(), fold.train_stop.isoformat())
+        jobs += _plan(spec, batch, resolved, fold.train_bars, sizing, window=window)
+    return jobs
+
+
+def _plan(
+    spec: BatchSpec,
+    batch: str,
+    refs: Mapping[str, str],
+    n_bars: int,
+    sizing: tuple[float, float, float],
+    window: tuple[str, str] | None,
+) -> list[Job]:
     jobs: list[Job] = []
     for item in spec.strategies:
-        for symbols, tile in _units(spec, item, n_bars, target_seconds, throughput, loop_throughput):
-            jobs.append(_job(spec, batch, item, symbols, tile, resolved))
+        for symbols, tile in _units(spec, item, n_bars, *sizing):
+            job = _job(spec, batch, item, symbols, tile, refs)
+            if window is not None:
+                job = with_window(job, window, spec.validation.returns_period)
+            jobs.append(job)
     return jobs
+
+
+def with_window(job: Job, window: tuple[str, str], period_returns: str | None) -> Job:
+    """`job` trading on `window` only and keeping its rows' per-period returns (a new content: a new id)."""
+    draft = replace(job, window=window, period_returns=period_returns)
+    return replace(draft, job_id=job_id(draft.content()))
 
 
 def _units(
@@ -260,5 +306,43 @@ def _job(
         config=spec.config,
         ranking_metric=spec.ranking.metric,
         priority=spec.priority,
+        min_trades=spec.ranking.min_trades,
     )
     return Job(**{**draft.__dict__, "job_id": job_id(draft.content())})
+
+
+# ------------------------------------------------------------------------------ out-of-sample jobs
+
+
+@dataclass(frozen=True)
+class Winner:
+    """One of the top-k parameter sets of a fold's train sweep for one strategy and symbol."""
+
+    fold: int
+    strategy: str
+    symbol: str
+    rank: int  # 1 = the fold's winner
+    params: Pairs
+
+
+def plan_test_jobs(
+    spec: BatchSpec,
+    batch: str,
+    refs: Mapping[str, DataRef | str],
+    folds: Sequence[Fold],
+    winners: Sequence[Winner],
+) -> list[Job]:
+    """One job per winner: its parameter set alone, traded on its fold's test window (earlier bars warm
+    the indicators up), keeping its per-period returns for the stitched out-of-sample equity."""
+    by_number = {fold.number: fold for fold in folds}
+    items = {item.name: item for item in spec.strategies}
+    resolved = {s: str(r) for s, r in refs.items()}
+    jobs = []
+    for winner in winners:
+        item, fold = items[winner.strategy], by_number[winner.fold]
+        params = dict(winner.params)
+        tile = tuple((name, (params[name],)) for name, _ in item.grid)
+        job = _job(spec, batch, item, (winner.symbol,), tile, resolved)
+        window = (fold.test_start.isoformat(), fold.test_stop.isoformat())
+        jobs.append(with_window(job, window, spec.validation.returns_period))
+    return jobs

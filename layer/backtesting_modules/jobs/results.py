@@ -15,6 +15,12 @@ stored under ``results/<batch_id>/<job_id>.json`` with a "batch_id" field, is st
      "columns": {"strategy": [...], "symbol": [...], "params": {"fast": [...], ...},
                  "metrics": {"sharpe": "<base64>", ...}, "extras": [{...}, ...] | null}}
 
+A job of a validated sweep also stores every combination's per-period returns (for PBO and the deflated
+Sharpe; docs/validation.md), float32, one row per period and one column per result row::
+
+    "period_returns": {"freq": "1d", "starts": ["2024-01-01T00:00:00+00:00", ...], "shape": [T, N],
+                       "encoding": "f4-base64", "values": "<base64 of the T x N little-endian float32>"}
+
 In a result *message* (inline, small) every column is a JSON list and a missing metric is ``null``.
 """
 
@@ -35,6 +41,7 @@ from ..errors import BacktestError
 RESULT_BODY_VERSION = 3
 READABLE_BODY_VERSIONS = (2, 3)
 METRICS_ENCODING = "f8-base64"
+RETURNS_ENCODING = "f4-base64"
 
 Row = dict[str, Any]
 
@@ -164,20 +171,31 @@ def ranked_indices(columns: ResultColumns, metric: str, higher: bool) -> np.ndar
     return valid[order]
 
 
-def best_index(columns: ResultColumns, metric: str, higher: bool) -> int | None:
-    """The best row by `metric` (the first of equals); row 0 when none has a value; None without rows."""
+def best_index(columns: ResultColumns, metric: str, higher: bool, min_trades: int = 0) -> int | None:
+    """The best row by `metric` (the first of equals) among those with at least `min_trades` trades; row 0
+    when none has a value; None without rows, or when every row has fewer trades (none may win)."""
     if count_rows(columns) == 0:
         return None
     order = ranked_indices(columns, metric, higher)
+    if min_trades and "trades" in columns["metrics"]:
+        trades = metric_array(columns, "trades")
+        if not (trades >= min_trades).any():
+            return None
+        order = order[trades[order] >= min_trades]
     return int(order[0]) if order.size else 0
 
 
 # --------------------------------------------------------------------------------------- stored body
 
 
-def encode_result_body(job_id: str, columns: ResultColumns) -> bytes:
-    """The stored body of a job's rows (see the module docstring)."""
-    document = {
+def encode_result_body(
+    job_id: str,
+    columns: ResultColumns,
+    period_returns: tuple[str, pd.DatetimeIndex, np.ndarray] | None = None,
+) -> bytes:
+    """The stored body of a job's rows, and of their per-period returns `(freq, period starts, T x rows
+    float32)` when the job kept them (see the module docstring)."""
+    document: dict[str, Any] = {
         "version": RESULT_BODY_VERSION,
         "job_id": job_id,
         "rows": count_rows(columns),
@@ -190,7 +208,43 @@ def encode_result_body(job_id: str, columns: ResultColumns) -> bytes:
             },
         },
     }
+    if period_returns is not None:
+        document["period_returns"] = _encode_returns(period_returns, count_rows(columns))
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _encode_returns(period_returns: tuple[str, pd.DatetimeIndex, np.ndarray], rows: int) -> dict[str, Any]:
+    freq, starts, values = period_returns
+    matrix = np.ascontiguousarray(values, dtype="<f4")
+    if matrix.shape != (len(starts), rows):
+        raise ValueError(f"period returns of shape {matrix.shape} for {len(starts)} periods and {rows} rows")
+    return {
+        "freq": freq,
+        "starts": [stamp.isoformat() for stamp in pd.DatetimeIndex(starts)],
+        "shape": list(matrix.shape),
+        "encoding": RETURNS_ENCODING,
+        "values": base64.b64encode(matrix.tobytes()).decode("ascii"),
+    }
+
+
+def decode_period_returns(body: bytes) -> tuple[str, pd.DatetimeIndex, np.ndarray] | None:
+    """A stored body's per-period returns `(freq, period starts, T x rows float32)`; None if it has none."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResultBodyError(f"result body is not JSON ({exc}): re-run the job.") from exc
+    section = document.get("period_returns") if isinstance(document, dict) else None
+    if section is None:
+        return None
+    try:
+        shape = tuple(int(n) for n in section["shape"])
+        values = np.frombuffer(base64.b64decode(section["values"], validate=True), dtype="<f4").reshape(shape)
+        starts = pd.DatetimeIndex(pd.to_datetime(section["starts"], utc=True))
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ResultBodyError(f"result body period_returns are malformed ({exc}): re-run the job.") from exc
+    if section.get("encoding") != RETURNS_ENCODING or len(starts) != shape[0]:
+        raise ResultBodyError("result body period_returns: unknown encoding or periods not matching values.")
+    return str(section["freq"]), starts, values
 
 
 def _load_body(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from ..backtest import run_backtest, run_sweep
 from ..config import StrategyConfig
@@ -26,6 +27,7 @@ from ..metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from ..portfolio import run_portfolio_backtest
 from ..strategies import Strategy, get_strategy
 from ..timezone import SessionGate, TimezoneBacktester
+from ..windows import TradeWindow
 from .planner import PORTFOLIO_SYMBOL, Job
 from .results import (
     ResultColumns,
@@ -39,9 +41,10 @@ from .results import (
     plain,
     row_at,
 )
-from .spec import GridAxes, JobError, JobType, combo_table
+from .spec import GridAxes, JobError, JobType, combo_table, timeframe_delta
 
 Row = dict[str, Any]
+PeriodReturnsTuple = tuple[str, pd.DatetimeIndex, np.ndarray]
 _HOUR_FIELDS = ("trades", "win_rate", "avg_return", "total_pnl", "profit_factor", "kelly_fraction")
 
 
@@ -92,6 +95,8 @@ class JobResult:
     engine_seconds: float
     ranking_metric: str
     best: Row | None
+    # A validated sweep's per-period returns of every row: (period, period starts, T x rows float32).
+    period_returns: PeriodReturnsTuple | None = None
 
     @cached_property
     def rows(self) -> tuple[Row, ...]:
@@ -106,13 +111,14 @@ def run_job(job: Job, bars: Mapping[str, pd.DataFrame]) -> JobResult:
     try:
         strategy = get_strategy(job.strategy)
         config = StrategyConfig(**job.config_overrides())
-        columns = _dispatch(job, strategy, config, frames)
+        columns, returns = _dispatch(job, strategy, config, frames)
     except JobFailed:
         raise
     except (BacktestError, TypeError) as exc:
         raise JobFailed(f"job {job.job_id} ({job.strategy} on {', '.join(job.symbols)}): {exc}") from exc
     elapsed = time.perf_counter() - started
-    best = best_index(columns, job.ranking_metric, HIGHER_IS_BETTER.get(job.ranking_metric, True))
+    higher = HIGHER_IS_BETTER.get(job.ranking_metric, True)
+    best = best_index(columns, job.ranking_metric, higher, job.min_trades)
     return JobResult(
         job_id=job.job_id,
         batch_id=job.batch_id,
@@ -122,6 +128,7 @@ def run_job(job: Job, bars: Mapping[str, pd.DataFrame]) -> JobResult:
         engine_seconds=elapsed,
         ranking_metric=job.ranking_metric,
         best=row_at(columns, best) if best is not None else None,
+        period_returns=returns,
     )
 
 
@@ -143,11 +150,16 @@ def _job_bars(job: Job, bars: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFr
 
 def _dispatch(
     job: Job, strategy: Strategy, config: StrategyConfig, frames: dict[str, pd.DataFrame]
-) -> ResultColumns:
+) -> tuple[ResultColumns, PeriodReturnsTuple | None]:
     if job.job_type is JobType.PARAMETER_OPTIMIZATION:
         (symbol,) = job.symbols
         return _sweep_columns(job, frames[symbol], config, symbol)
-    return compute_columns(_loop_rows(job, strategy, config, frames))
+    if job.window is not None or job.period_returns is not None:
+        raise JobFailed(
+            f"job {job.job_id}: a window or period returns belong to PARAMETER_OPTIMIZATION jobs, not "
+            f"{job.job_type.value}; plan_jobs never writes them there."
+        )
+    return compute_columns(_loop_rows(job, strategy, config, frames)), None
 
 
 def _loop_rows(
@@ -189,16 +201,27 @@ def _param_sets(job: Job, strategy: Strategy) -> Iterator[dict[str, Any]]:
         yield {n: table[n][i].item() for n in names}
 
 
-def _sweep_columns(job: Job, frame: pd.DataFrame, config: StrategyConfig, symbol: str) -> ResultColumns:
+def _sweep_columns(
+    job: Job, frame: pd.DataFrame, config: StrategyConfig, symbol: str
+) -> tuple[ResultColumns, PeriodReturnsTuple | None]:
     fixed = job.fixed_params()
-    parts = []
+    window = TradeWindow.from_strings(*job.window) if job.window is not None else None
+    # The period is spelled like a timeframe (1d, 4h); pandas spells its bins 1D, 4h.
+    freq = to_offset(timeframe_delta(job.period_returns)).freqstr if job.period_returns else None
+    parts, returns = [], []
     for box in compute_boxes(job.grid, job.start, job.stop):
-        sweep = run_sweep(frame, job.strategy, box, config, fixed=fixed)
+        sweep = run_sweep(frame, job.strategy, box, config, fixed=fixed, window=window, period_returns=freq)
         metrics = [m for m in METRIC_NAMES if m in sweep.columns]
         parts.append(
             compute_columns_from_frame(sweep, job.strategy, symbol, list(box) + list(fixed), metrics)
         )
-    return concat_columns(parts) if parts else empty_columns()
+        if job.period_returns is not None:
+            returns.append(sweep.attrs["period_returns"])
+    columns = concat_columns(parts) if parts else empty_columns()
+    if job.period_returns is None or not returns:
+        return columns, None
+    values = np.concatenate([r.values for r in returns], axis=1)  # every box has the same periods
+    return columns, (job.period_returns, returns[0].starts, values)
 
 
 def sweep_rows(sweep: pd.DataFrame, strategy: str, symbol: str, param_names: list[str]) -> list[Row]:

@@ -9,7 +9,7 @@ The public face of the spec, in three modules that import one another in one dir
   `data_hash`);
 - `spec_parser`: `load_spec` (the only I/O), `parse_spec` and `parse_range`: validation section by
   section, where every error names the field path and the fix;
-- `spec_fields`: the parser's single-field checks.
+- `spec_fields`: the parser's single-field checks; `spec_validation`: the `validation:` section.
 
 Import from here; the split is an implementation detail.
 """
@@ -19,9 +19,13 @@ from __future__ import annotations
 from .spec_model import (
     DEFAULT_BARS_ESTIMATE,
     DEFAULT_MAX_BACKTESTS,
+    DEFAULT_MIN_TRADES,
+    DEFAULT_PBO_BLOCKS,
     DEFAULT_RANKING_METRIC,
+    DEFAULT_TOP_K,
     DEFAULT_TOP_N,
     MAX_AXIS_VALUES,
+    NO_VALIDATION,
     BatchSpec,
     DataSource,
     DataSpec,
@@ -34,6 +38,8 @@ from .spec_model import (
     Scalar,
     SpecError,
     StrategySpec,
+    ValidationKind,
+    ValidationSpec,
     canonical_json,
     combo_table,
     count_backtests,
@@ -50,9 +56,13 @@ from .spec_parser import load_spec, parse_range, parse_spec
 __all__ = [
     "DEFAULT_BARS_ESTIMATE",
     "DEFAULT_MAX_BACKTESTS",
+    "DEFAULT_MIN_TRADES",
+    "DEFAULT_PBO_BLOCKS",
     "DEFAULT_RANKING_METRIC",
+    "DEFAULT_TOP_K",
     "DEFAULT_TOP_N",
     "MAX_AXIS_VALUES",
+    "NO_VALIDATION",
     "BatchSpec",
     "DataSource",
     "DataSpec",
@@ -65,6 +75,8 @@ __all__ = [
     "Scalar",
     "SpecError",
     "StrategySpec",
+    "ValidationKind",
+    "ValidationSpec",
     "canonical_json",
     "combo_table",
     "count_backtests",

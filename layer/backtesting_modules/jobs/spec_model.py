@@ -27,10 +27,15 @@ import pandas as pd
 from ..config import StrategyConfig
 from ..errors import BacktestError
 from ..strategies import Strategy, get_strategy, resolve_params
+from ..validation import Holdout, WalkForward
 
 DEFAULT_MAX_BACKTESTS = 2_000_000
 DEFAULT_RANKING_METRIC = "sharpe"  # what a batch ranks by unless `ranking.metric` says otherwise
 DEFAULT_TOP_N = 10  # rows a batch summary keeps unless `ranking.top` says otherwise
+# Variants with fewer closed trades are listed apart, never ranked as winners (`ranking.min_trades`).
+DEFAULT_MIN_TRADES = 30
+DEFAULT_PBO_BLOCKS = 16  # S of CSCV unless `validation.pbo_blocks` says (or the train windows are short)
+DEFAULT_TOP_K = 5  # winners of each fold's train sweep run out of sample unless `validation.top_k` says
 DEFAULT_BARS_ESTIMATE = 8760  # files / s3 sources: one year of hourly bars unless `data.bars` says otherwise
 # Constraint checks run over this many cartesian combinations at a time (bounded memory for big grids).
 _COUNT_BLOCK = 1 << 20
@@ -124,6 +129,83 @@ class DataSpec:
 class Ranking:
     metric: str = DEFAULT_RANKING_METRIC
     top: int = DEFAULT_TOP_N
+    min_trades: int = DEFAULT_MIN_TRADES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "top": self.top, "min_trades": self.min_trades}
+
+
+class ValidationKind(Enum):
+    NONE = "none"
+    HOLDOUT = "holdout"
+    WALK_FORWARD = "walk_forward"
+
+
+Length = int | str  # a bar count, or a duration such as "90d"
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """How a sweep's winners are checked out of sample (`validation:`; docs/validation.md).
+
+    holdout: one fold, its test window the last `fraction` (or `period`) of the bars; walk_forward: `folds`
+    consecutive test windows of `test` bars ending at the data's end, each after a train window of `train`
+    (rolling) or everything before it (anchored), `gap` bars dropped in between. The `top_k` winners of each
+    train sweep run on its test window; PBO splits the train periods' returns (one per `returns_period`)
+    into `pbo_blocks` blocks."""
+
+    kind: ValidationKind = ValidationKind.HOLDOUT
+    folds: int = 1
+    train: Length | None = None
+    test: Length | None = None
+    fraction: float | None = 0.25
+    period: str | None = None
+    anchored: bool = False
+    gap: Length = 0
+    top_k: int | None = None  # None: DEFAULT_TOP_K, at most ranking.top and the grid (`winners`)
+    pbo_blocks: int | None = None  # None: DEFAULT_PBO_BLOCKS, fewer when a train window has fewer periods
+    returns_period: str = "1d"
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind is not ValidationKind.NONE
+
+    def winners(self, combinations: int, ranking_top: int) -> int:
+        """How many winners of a fold's train sweep run out of sample (`top_k`, or its default clamped)."""
+        if self.top_k is not None:
+            return min(self.top_k, combinations)
+        return max(1, min(DEFAULT_TOP_K, ranking_top, combinations))
+
+    def scheme(self) -> WalkForward | Holdout | None:
+        """The split the folds are planned by (`validation.plan_folds`); None without validation."""
+        if self.kind is ValidationKind.HOLDOUT:
+            return Holdout(fraction=self.fraction, period=self.period, gap=self.gap)
+        if self.kind is ValidationKind.WALK_FORWARD:
+            return WalkForward(self.folds, self.train, self.test or 1, anchored=self.anchored, gap=self.gap)
+        return None
+
+    def to_dict(self) -> dict[str, Any] | str:
+        """The canonical form, as the parser reads it back (`validation: none`, or one split and options)."""
+        if not self.enabled:
+            return "none"
+        if self.kind is ValidationKind.HOLDOUT:
+            split: dict[str, Any] = (
+                {"fraction": self.fraction} if self.period is None else {"period": self.period}
+            )
+        else:
+            split = {"folds": self.folds, "test": self.test, "anchored": self.anchored}
+            if self.train is not None:
+                split["train"] = self.train
+        split["gap"] = self.gap
+        out: dict[str, Any] = {self.kind.value: split}
+        if self.top_k is not None:
+            out["top_k"] = self.top_k
+        if self.pbo_blocks is not None:
+            out["pbo_blocks"] = self.pbo_blocks
+        return {**out, "returns_period": self.returns_period}
+
+
+NO_VALIDATION = ValidationSpec(kind=ValidationKind.NONE)
 
 
 @dataclass(frozen=True)
@@ -139,6 +221,7 @@ class BatchSpec:
     priority: Priority = Priority.NORMAL
     ranking: Ranking = Ranking()
     max_backtests: int = DEFAULT_MAX_BACKTESTS
+    validation: ValidationSpec = NO_VALIDATION  # the parser sets a holdout for PARAMETER_OPTIMIZATION
 
     def config_overrides(self) -> dict[str, Any]:
         return dict(self.config)
@@ -163,8 +246,9 @@ class BatchSpec:
             "data": self.data.to_dict(),
             "config": dict(self.config),
             "priority": self.priority.value,
-            "ranking": {"metric": self.ranking.metric, "top": self.ranking.top},
+            "ranking": self.ranking.to_dict(),
             "limits": {"max_backtests": self.max_backtests},
+            "validation": self.validation.to_dict(),
         }
 
 

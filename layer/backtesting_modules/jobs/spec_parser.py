@@ -38,6 +38,7 @@ from .spec_fields import (
 )
 from .spec_model import (
     DEFAULT_MAX_BACKTESTS,
+    DEFAULT_MIN_TRADES,
     DEFAULT_RANKING_METRIC,
     DEFAULT_TOP_N,
     BatchSpec,
@@ -54,8 +55,20 @@ from .spec_model import (
     timeframe_delta,
     valid_positions,
 )
+from .spec_validation import parse_validation
 
-_TOP_KEYS = ("name", "job_type", "strategies", "symbols", "data", "config", "priority", "ranking", "limits")
+_TOP_KEYS = (
+    "name",
+    "job_type",
+    "strategies",
+    "symbols",
+    "data",
+    "config",
+    "priority",
+    "ranking",
+    "limits",
+    "validation",
+)
 _REQUIRED_TOP = ("name", "job_type", "strategies", "symbols", "data")
 _STRATEGY_KEYS = ("name", "grid", "params")
 _DATA_KEYS: dict[str, tuple[str, ...]] = {
@@ -104,7 +117,8 @@ def _parse(raw: Any) -> BatchSpec:
     if not items:
         raise _FieldError("strategies", "is empty; list at least one strategy, e.g. [{name: SMA_Crossover}].")
     strategies = tuple(_strategy(item, f"strategies[{i}]", job_type) for i, item in enumerate(items))
-    spec = BatchSpec(name, job_type, strategies, symbols, data, config, priority, ranking, limit)
+    validation = parse_validation(top.get("validation"), "validation", job_type, strategies, ranking)
+    spec = BatchSpec(name, job_type, strategies, symbols, data, config, priority, ranking, limit, validation)
     _check_limit(spec)
     return spec
 
@@ -334,8 +348,8 @@ def _failing_field(overrides: Mapping[str, Any]) -> str | None:
 
 
 def _ranking(raw: Any, path: str) -> Ranking:
-    ranking = _mapping(raw, path, "a mapping {metric, top}")
-    _check_keys(ranking, ("metric", "top"), path, ())
+    ranking = _mapping(raw, path, "a mapping {metric, top, min_trades}")
+    _check_keys(ranking, ("metric", "top", "min_trades"), path, ())
     metric = _string(ranking.get("metric", DEFAULT_RANKING_METRIC), f"{path}.metric")
     if metric not in METRIC_NAMES:
         raise _FieldError(
@@ -343,7 +357,9 @@ def _ranking(raw: Any, path: str) -> Ranking:
             f"unknown metric {metric!r}.{did_you_mean(metric, METRIC_NAMES)} "
             f"Metrics: {', '.join(METRIC_NAMES)}.",
         )
-    return Ranking(metric, _positive_int(ranking.get("top", DEFAULT_TOP_N), f"{path}.top"))
+    top = _positive_int(ranking.get("top", DEFAULT_TOP_N), f"{path}.top")
+    min_trades = _nonnegative_int(ranking.get("min_trades", DEFAULT_MIN_TRADES), f"{path}.min_trades")
+    return Ranking(metric, top, min_trades)
 
 
 def _limits(raw: Any, path: str) -> int:

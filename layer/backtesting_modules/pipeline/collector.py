@@ -59,7 +59,7 @@ class Collector:
             )
         if columns is not None:  # inline rows; a big result's digest was written by its worker
             batch = self.store.get_batch(batch_id)
-            store_digest(self.store, job_id, columns, batch.ranking_metric, batch.top_n)
+            store_digest(self.store, job_id, columns, batch.ranking_metric, batch.top_n, batch.min_trades)
         if outcome.status is JobStatus.SUCCEEDED and outcome.result_key:
             self.store.put_stored_result(
                 StoredResult(

@@ -18,9 +18,13 @@ def ranked(rows: list[dict[str, Any]], metric: str, higher: bool) -> list[dict[s
     return sorted(valid, key=lambda r: r["metrics"][metric], reverse=higher)
 
 
-def compute_digest(columns: ResultColumns, metric: str, higher: bool, top: int) -> dict[str, Any]:
-    """The top `top` rows by `metric` and, per strategy and per symbol, count, best, sum and valid count
-    (all mergeable across jobs: a batch's mean is the sum of sums over the sum of valid counts)."""
+def compute_digest(
+    columns: ResultColumns, metric: str, higher: bool, top: int, min_trades: int = 0
+) -> dict[str, Any]:
+    """The top `top` rows by `metric` among the variants with at least `min_trades` trades, the top of the
+    others (listed apart, never ranked as winners) and how many there are, and, per strategy and per
+    symbol, count, best, sum and valid count (all mergeable across jobs: a batch's mean is the sum of sums
+    over the sum of valid counts)."""
     values = metric_array(columns, metric)
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for key in ("strategy", "symbol"):
@@ -36,8 +40,17 @@ def compute_digest(columns: ResultColumns, metric: str, higher: bool, top: int) 
                 "sum": float(valid.sum()),
                 "best": float(best) if best is not None else None,
             }
-    top_rows = [row_at(columns, int(i)) for i in ranked_indices(columns, metric, higher)[:top]]
-    return {"top": top_rows, "groups": groups}
+    order = ranked_indices(columns, metric, higher)
+    trades = metric_array(columns, "trades") if "trades" in columns["metrics"] else None
+    few = np.zeros(len(values), dtype=bool) if trades is None else ~(trades >= min_trades)
+    ranked_in = [int(i) for i in order if not few[i]][:top]
+    ranked_apart = [int(i) for i in order if few[i]][:top]
+    return {
+        "top": [row_at(columns, i) for i in ranked_in],
+        "few_trades": [row_at(columns, i) for i in ranked_apart],
+        "few_trades_count": int(few.sum()),
+        "groups": groups,
+    }
 
 
 def merge_groups(digests: list[dict[str, Any]], key: str, metric: str, higher: bool) -> list[dict[str, Any]]:

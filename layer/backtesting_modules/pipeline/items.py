@@ -78,6 +78,7 @@ def batch_item(batch: BatchRecord) -> dict[str, dict[str, str]]:
         "spec_hash": text(batch.spec_hash),
         "ranking_metric": text(batch.ranking_metric),
         "top_n": number(batch.top_n),
+        "min_trades": number(batch.min_trades),
         "planned_backtests": number(batch.planned_backtests),
         "data": text(batch.data),
     }

@@ -41,6 +41,7 @@ class BatchRecord:
     spec_hash: str = ""
     ranking_metric: str = DEFAULT_RANKING_METRIC
     top_n: int = DEFAULT_TOP_N
+    min_trades: int = 0  # variants with fewer trades are listed apart (`ranking.min_trades`)
     planned_backtests: int = 0
     finished_at: str | None = None
     summary_key: str | None = None

@@ -23,11 +23,13 @@ SUMMARY_READERS = 16  # concurrent digest reads when a batch completes
 SUMMARY_VERSION = 2  # v2: job reuse and the bars each batch ran on
 
 
-def store_digest(store: Store, job_id: str, columns: ResultColumns, metric: str, top_n: int) -> None:
-    """Top rows and mergeable aggregates of one job for batches keeping `top_n` rows, so a summary reads a
-    few kilobytes per job instead of every row."""
-    digest = compute_digest(columns, metric, HIGHER_IS_BETTER.get(metric, True), top_n)
-    store.put_json(names.digest_key(job_id, top_n), digest)
+def store_digest(
+    store: Store, job_id: str, columns: ResultColumns, metric: str, top_n: int, min_trades: int
+) -> None:
+    """Top rows and mergeable aggregates of one job for batches keeping `top_n` rows of variants with at
+    least `min_trades` trades, so a summary reads a few kilobytes per job instead of every row."""
+    digest = compute_digest(columns, metric, HIGHER_IS_BETTER.get(metric, True), top_n, min_trades)
+    store.put_json(names.digest_key(job_id, top_n, min_trades), digest)
 
 
 def complete_batch(store: Store, batch_id: str) -> BatchRecord | None:
@@ -48,7 +50,11 @@ def summarize(store: Store, batch: BatchRecord) -> dict[str, Any]:
     the bars each symbol ran on."""
     metric = batch.ranking_metric
     jobs = store.list_jobs(batch.batch_id)
-    keys = [names.digest_key(j.job_id, batch.top_n) for j in jobs if j.status is JobStatus.SUCCEEDED]
+    keys = [
+        names.digest_key(j.job_id, batch.top_n, batch.min_trades)
+        for j in jobs
+        if j.status is JobStatus.SUCCEEDED
+    ]
     # Read from a few threads: a 1,000-job batch is 1,000 small GETs, ~20 ms each on S3 one after another.
     with ThreadPoolExecutor(max_workers=max(1, min(SUMMARY_READERS, len(keys)))) as pool:
         digests = list(pool.map(store.get_json, keys))
@@ -68,7 +74,16 @@ def summarize(store: Store, batch: BatchRecord) -> dict[str, Any]:
             "reused": sum(1 for j in jobs if j.reused),
         },
         "backtests": batch.backtests,
-        "ranking": {"metric": metric, "higher_is_better": higher, "top": top[: batch.top_n]},
+        "ranking": {
+            "metric": metric,
+            "higher_is_better": higher,
+            "min_trades": batch.min_trades,
+            "top": top[: batch.top_n],
+        },
+        "few_trades": {
+            "count": sum(int(d.get("few_trades_count", 0)) for d in digests),
+            "top": ranked([r for d in digests for r in d.get("few_trades", [])], metric, higher)[:5],
+        },
         "by_strategy": merge_groups(digests, "strategy", metric, higher),
         "by_symbol": merge_groups(digests, "symbol", metric, higher),
         "failures": [_failure(j) for j in jobs if j.status is JobStatus.FAILED],

@@ -56,7 +56,7 @@ class Worker:
     # A container keeps the bars it read for its whole life, by reference (content-addressed: never stale).
     _bars: OrderedDict[str, tuple[pd.DataFrame, dict[str, Any] | None]] = field(default_factory=OrderedDict)
     # A batch's top N never changes after it is created: one read per batch and container.
-    _top_n: dict[str, int] = field(default_factory=dict)
+    _shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @cached_property
     def store(self) -> Store:
@@ -108,17 +108,19 @@ class Worker:
             # A big result: store it, and its digest, here where the rows are already in memory, so the
             # collector never downloads and parses the body again. The two uploads go out together.
             stored = self._uploads.submit(self.store.put_result_body, message["result_key"], body)
-            top_n = self._batch_top_n(job.batch_id)
-            store_digest(self.store, job.job_id, result.columns, job.ranking_metric, top_n)
+            top_n, min_trades = self._digest_shape(job.batch_id)
+            store_digest(self.store, job.job_id, result.columns, job.ranking_metric, top_n, min_trades)
             stored.result()  # re-raises a failed upload: the job is retried, nothing is sent
         self._send(json.dumps(message, allow_nan=False))
 
-    def _batch_top_n(self, batch_id: str) -> int:
-        if batch_id not in self._top_n:
-            if len(self._top_n) >= BATCH_CACHE_SIZE:
-                self._top_n.clear()
-            self._top_n[batch_id] = self.store.get_batch(batch_id).top_n
-        return self._top_n[batch_id]
+    def _digest_shape(self, batch_id: str) -> tuple[int, int]:
+        """The batch's (top_n, min_trades): what its digests keep (read once per batch and container)."""
+        if batch_id not in self._shapes:
+            if len(self._shapes) >= BATCH_CACHE_SIZE:
+                self._shapes.clear()
+            batch = self.store.get_batch(batch_id)
+            self._shapes[batch_id] = (batch.top_n, batch.min_trades)
+        return self._shapes[batch_id]
 
     def _load_bars(self, ref: str, symbol: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
         """Bars by reference, cached for the container's life: a reference names one content (a content

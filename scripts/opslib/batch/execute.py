@@ -7,8 +7,8 @@ embedded default (`opslib.local.LocalRuntime`) and the deployed stack (`opslib.b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs
@@ -16,6 +16,7 @@ from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.pipeline.summary import complete_batch
+from backtesting_modules.validation import Fold
 
 from ..errors import BatchIncompleteError
 from .bars import PreparedData
@@ -69,6 +70,7 @@ def execute_batch(
     on_batch: Callable[[str], None] | None = None,
     on_progress: Callable[[BatchRecord], None] | None = None,
     target_seconds: float = DEFAULT_TARGET_SECONDS,
+    folds: Sequence[Fold] | None = None,
 ) -> BatchOutcome:
     """Resolve (and upload) the spec's bars, register the batch and its jobs, reuse the stored results of
     jobs that ran before (unless `reuse` is False), send the rest in waves of at most `depth` visible
@@ -77,17 +79,46 @@ def execute_batch(
     The batch id is `batch_id` (a resume: jobs with an outcome are not sent again; its bars must not have
     changed) or derived from the spec and its bars (`salt` gives a fresh one); `on_batch` hears it as soon
     as it is known. `target_seconds` is the planner's engine time per job (a resume must use the value of
-    the first run).
+    the first run). With `folds` (a validated sweep: `opslib.batch.validation`) the grid is swept on each
+    fold's train window.
     """
     started = time.monotonic()
     data = prepared or submitter.prepare(spec)
     batch = batch_id or compute_batch_id(spec, data.refs, salt)
     if on_batch is not None:
         on_batch(batch)
-    jobs = plan_jobs(spec, batch, refs=data.refs, bars=data.bars, target_seconds=target_seconds)
-    created = submitter.register(spec, batch, jobs, data)
+    jobs = plan_jobs(spec, batch, refs=data.refs, bars=data.bars, target_seconds=target_seconds, folds=folds)
+    follow = Driving(depth, timeout_s, reuse, alive, on_progress, started)
+    return run_planned(submitter, spec, batch, jobs, data, follow)
+
+
+@dataclass(frozen=True)
+class Driving:
+    """How a registered batch is driven to COMPLETE (see `execute_batch`)."""
+
+    depth: int
+    timeout_s: float
+    reuse: bool = True
+    alive: Callable[[], bool] = lambda: True
+    on_progress: Callable[[BatchRecord], None] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def run_planned(
+    submitter: Submitter,
+    spec: BatchSpec,
+    batch: str,
+    jobs: list[Job],
+    data: PreparedData,
+    driving: Driving,
+    *,
+    name: str | None = None,
+) -> BatchOutcome:
+    """Register `jobs` as batch `batch` (named `name`, the spec's name by default), reuse what ran before,
+    send the rest and wait until the batch is COMPLETE."""
+    created = submitter.register(spec, batch, jobs, data, name=name)
     store = submitter.store
-    reused = submitter.reuse(store.get_batch(batch), jobs) if reuse else set()
+    reused = submitter.reuse(store.get_batch(batch), jobs) if driving.reuse else set()
     record = store.get_batch(batch)
     if not record.complete and record.counted:  # every job reused (or counted before a crash)
         complete_batch(store, batch)
@@ -95,18 +126,20 @@ def execute_batch(
     if not record.complete:
         # A new batch has no outcomes yet but the reused ones.
         pending = [j for j in jobs if j.job_id not in reused] if created else submitter.pending(batch, jobs)
-        follow = _Follow(submitter, batch, started, started + timeout_s, alive, on_progress)
-        submitter.send_in_waves(largest_first(pending), depth=depth, on_tick=follow.tick, poll_s=0.5)
+        deadline = driving.started + driving.timeout_s
+        follow = _Follow(submitter, batch, driving.started, deadline, driving.alive, driving.on_progress)
+        submitter.send_in_waves(largest_first(pending), depth=driving.depth, on_tick=follow.tick, poll_s=0.5)
         record = follow.until_complete()
     if not record.complete:
         raise BatchIncompleteError(
-            f"batch {batch} did not complete in {timeout_s:.0f} s; finish it with --resume {batch}.",
+            f"batch {batch} did not complete in {driving.timeout_s:.0f} s; finish it with --resume {batch}.",
             batch,
         )
-    if on_progress is not None:
-        on_progress(record)
+    if driving.on_progress is not None:
+        driving.on_progress(record)
     summary = store.get_summary(record)
-    return BatchOutcome(batch, jobs, data.bars, record, summary, time.monotonic() - started, len(reused))
+    elapsed = time.monotonic() - driving.started
+    return BatchOutcome(batch, jobs, data.bars, record, summary, elapsed, len(reused))
 
 
 @dataclass

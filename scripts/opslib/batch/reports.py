@@ -16,6 +16,8 @@ from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import render_batch
 
+from .validation_report import render_validation
+
 
 def progress_line(batch: BatchRecord, started: float) -> str:
     total, done = batch.total_jobs, batch.done
@@ -27,10 +29,18 @@ def progress_line(batch: BatchRecord, started: float) -> str:
     )
 
 
-def write_reports(summary: dict[str, Any], out_dir: Path, conditions: Iterable[tuple[str, str]]) -> Path:
-    """reports/<batch_id>/report.md, results.csv (the top rows) and summary.json; returns report.md."""
+def write_reports(
+    summary: dict[str, Any],
+    out_dir: Path,
+    conditions: Iterable[tuple[str, str]],
+    validation: dict[str, Any] | None = None,
+) -> Path:
+    """reports/<batch_id>/report.md, results.csv (the top rows), summary.json and, for a validated sweep,
+    validation.json; returns report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if validation is not None:
+        (out_dir / "validation.json").write_text(json.dumps(validation, indent=2), encoding="utf-8")
     rows = summary["ranking"]["top"]
     with (out_dir / "results.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -41,13 +51,28 @@ def write_reports(summary: dict[str, Any], out_dir: Path, conditions: Iterable[t
                 [r["strategy"], r["symbol"], json.dumps(r["params"]), *[r["metrics"].get(m) for m in metrics]]
             )
     path = out_dir / "report.md"
-    path.write_text(render_report(summary, conditions), encoding="utf-8")
+    path.write_text(render_report(summary, conditions, validation), encoding="utf-8")
     return path
 
 
-def render_report(summary: dict[str, Any], conditions: Iterable[tuple[str, str]]) -> str:
-    """The markdown report of a completed batch from its summary: the best rows by the ranking metric,
-    per-strategy and per-symbol aggregates, failed jobs, and the run's conditions."""
+def render_report(
+    summary: dict[str, Any],
+    conditions: Iterable[tuple[str, str]],
+    validation: dict[str, Any] | None = None,
+) -> str:
+    """The markdown report of a completed batch from its summary: for a validated sweep first the
+    out-of-sample view (`validation_report`), then the best rows by the ranking metric (in sample),
+    per-strategy and per-symbol aggregates, failed jobs, the bars, and the run's conditions."""
+    text = _render_in_sample(summary, conditions, validated=validation is not None)
+    if validation is not None:
+        head, sep, rest = text.partition("\n## ")
+        text = head + "\n" + render_validation(validation) + sep + rest
+    return text
+
+
+def _render_in_sample(
+    summary: dict[str, Any], conditions: Iterable[tuple[str, str]], *, validated: bool
+) -> str:
     rows = summary["ranking"]["top"]
     metric = summary["ranking"]["metric"]
     frame = pd.DataFrame(
@@ -62,6 +87,7 @@ def render_report(summary: dict[str, Any], conditions: Iterable[tuple[str, str]]
     text = render_batch(
         frame if not frame.empty else pd.DataFrame(columns=["strategy", "symbol", "params", metric]),
         title=f"Batch {summary['name']} ({summary['batch_id']})",
+        ranking_label="in sample: the train windows, not validated" if validated else None,
         rank=metric,
         top=len(rows),
         higher_is_better=HIGHER_IS_BETTER.get(metric, True),
@@ -70,8 +96,36 @@ def render_report(summary: dict[str, Any], conditions: Iterable[tuple[str, str]]
         backtests=int(summary["backtests"]),
         aggregates={"strategy": summary["by_strategy"], "symbol": summary["by_symbol"]},
     )
+    apart = render_few_trades(summary)
+    if apart:
+        text = text.rstrip("\n") + "\n\n" + apart + "\n"
     data = summary.get("data")
     return text if not data else text.rstrip("\n") + "\n\n" + render_bars(data) + "\n"
+
+
+def render_few_trades(summary: dict[str, Any]) -> str:
+    """The variants listed apart for having fewer than `ranking.min_trades` trades (never ranked)."""
+    few = summary.get("few_trades") or {}
+    count, least = int(few.get("count", 0)), summary["ranking"].get("min_trades", 0)
+    if not count:
+        return ""
+    metric = summary["ranking"]["metric"]
+    rows = [
+        [
+            r["strategy"],
+            r["symbol"],
+            ", ".join(f"{k}={v}" for k, v in r["params"].items()),
+            _count(r["metrics"].get("trades")),
+            f"{r['metrics'][metric]:.3f}" if r["metrics"].get(metric) is not None else "–",
+        ]
+        for r in few.get("top", [])
+    ]
+    table = tabulate(rows, headers=["strategy", "symbol", "parameters", "trades", metric], tablefmt="github")
+    return (
+        f"## Listed apart: {count:,} variants with fewer than {least} trades\n\n"
+        "Too few trades to tell skill from luck (`ranking.min_trades`): never ranked as winners. "
+        f"The best of them by {metric}:\n\n{table}"
+    )
 
 
 def render_job_counts(jobs: dict[str, Any]) -> str:

@@ -52,19 +52,29 @@ class Submitter:
                 self.store.put_bars(key, frame)
         return prepared
 
-    def register(self, spec: BatchSpec, batch_id: str, jobs: list[Job], prepared: PreparedData) -> bool:
-        """Write the batch record and its jobs' PENDING records; False when the batch existed (a resume:
-        nothing of it is overwritten, and it must have been planned on the same bars)."""
+    def register(
+        self,
+        spec: BatchSpec,
+        batch_id: str,
+        jobs: list[Job],
+        prepared: PreparedData,
+        *,
+        name: str | None = None,
+    ) -> bool:
+        """Write the batch record (named `name`, the spec's name by default) and its jobs' PENDING records;
+        False when the batch existed (a resume: nothing of it is overwritten, and it must have been planned
+        on the same bars)."""
         created = self.store.create_batch(
             BatchRecord(
                 batch_id=batch_id,
-                name=spec.name,
+                name=name or spec.name,
                 created_at=now_iso(),
                 total_jobs=len(jobs),
                 spec=json.dumps(spec.to_dict()),
                 spec_hash=spec_hash(spec),
                 ranking_metric=spec.ranking.metric,
                 top_n=spec.ranking.top,
+                min_trades=spec.ranking.min_trades,
                 planned_backtests=sum(_job_size(j) for j in jobs),
                 data=bars_facts_json(prepared.facts),
             )
@@ -94,10 +104,17 @@ class Submitter:
 
     def _ensure_digest(self, result: StoredResult, batch: BatchRecord) -> None:
         """A reused job's digest for this batch's top N (a batch keeping another N computes it once)."""
-        if self.store.has_object(keys.digest_key(result.job_id, batch.top_n)):
+        if self.store.has_object(keys.digest_key(result.job_id, batch.top_n, batch.min_trades)):
             return
         document = decode_result_body(self.store.get_bytes(result.result_key))
-        store_digest(self.store, result.job_id, document["columns"], batch.ranking_metric, batch.top_n)
+        store_digest(
+            self.store,
+            result.job_id,
+            document["columns"],
+            batch.ranking_metric,
+            batch.top_n,
+            batch.min_trades,
+        )
 
     def pending(self, batch_id: str, jobs: list[Job]) -> list[Job]:
         """Jobs without a terminal outcome (what a resume submits again)."""

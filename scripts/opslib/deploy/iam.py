@@ -220,7 +220,8 @@ def batch_submitter_policy(
     metadata and first and last bytes, in `data.read_locations`), write the batch and its job records,
     reuse stored results of earlier batches (read the reuse index, record the outcome, write a digest for
     the batch's top N, and the summary when every job was reused), send jobs (reading queue depth to send
-    in waves), follow progress and download the summary; and `scripts/results.py --target aws`: list
+    in waves), follow progress and download the summary, write and read a validated sweep's document
+    (validation/); and `scripts/results.py --target aws`: list
     batches (the batches-by-created index) and read stored results. It cannot receive jobs, write results
     bodies or change any resource."""
     account = _account(account_id)
@@ -236,9 +237,13 @@ def batch_submitter_policy(
             _statement("UploadBars", ["s3:GetObject", "s3:PutObject"], [objects_arn(names.bucket, "bars/")]),
             *_read_in_place(read_locations),
             _statement(
-                "ReadResultsWriteDigestsAndSummaries",
+                "ReadResultsWriteDigestsSummariesAndValidations",
                 ["s3:GetObject", "s3:PutObject"],
-                [objects_arn(names.bucket, "summaries/"), objects_arn(names.bucket, "results/")],
+                [
+                    objects_arn(names.bucket, "summaries/"),
+                    objects_arn(names.bucket, "results/"),
+                    objects_arn(names.bucket, "validation/"),
+                ],
             ),
             _statement(
                 "RecordFollowAndReuseBatches",

@@ -92,14 +92,19 @@ def compute_row_keys(frame: pd.DataFrame, params_text: pd.Series) -> pd.Series:
     return keys
 
 
-def compute_top(frames: Iterable[pd.DataFrame], metric: str, higher: bool, n: int) -> pd.DataFrame:
+def compute_top(
+    frames: Iterable[pd.DataFrame], metric: str, higher: bool, n: int, *, min_trades: int = 0
+) -> pd.DataFrame:
     """The best `n` rows by `metric` over every frame, keeping only `n` rows between frames; rows without
-    a value are left out; equal values keep the order of the jobs and rows."""
+    a value, or with fewer than `min_trades` trades, are left out; equal values keep the order of the jobs
+    and rows."""
     best: pd.DataFrame | None = None
     for frame in frames:
         if metric not in frame.columns:
             continue
         valid = frame[frame[metric].notna()]
+        if min_trades and "trades" in valid.columns:
+            valid = valid[valid["trades"] >= min_trades]
         if valid.empty:
             continue
         pool = valid if best is None else pd.concat([best, valid], ignore_index=True)
