@@ -18,10 +18,12 @@ import argparse
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from backtesting_modules.errors import did_you_mean
 from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import fit_to_limit
 from opslib.batch.reports import write_reports
 from opslib.cli import REPORTED_ERRORS, UsageError, error_text, exit_status
@@ -42,7 +44,16 @@ from opslib.history.render import (
     render_list,
     render_report,
     render_top,
+    render_validated_top,
+    render_validation_comparison,
     report_conditions,
+)
+from opslib.history.validated import (
+    VALIDATION_METRICS,
+    annotate_rows,
+    compute_validated_rows,
+    compute_validation_comparison,
+    rank_validated,
 )
 
 # --- arguments --------------------------------------------------------------------------------------------
@@ -69,9 +80,11 @@ def _non_negative(text: str) -> int:
 
 
 def _metric(text: str) -> str:
-    if text not in METRIC_NAMES:
+    known = (*METRIC_NAMES, *VALIDATION_METRICS)
+    if text not in known:
         raise argparse.ArgumentTypeError(
-            f"unknown metric {text!r}.{did_you_mean(text, METRIC_NAMES)} Metrics: {', '.join(METRIC_NAMES)}."
+            f"unknown metric {text!r}.{did_you_mean(text, known)} Metrics: {', '.join(METRIC_NAMES)}; of "
+            f"a validated sweep's winners: {', '.join(VALIDATION_METRICS)}."
         )
     return text
 
@@ -176,12 +189,14 @@ def cmd_show(args: argparse.Namespace, history: History) -> int:
             )
         return 0
     summary = history.summary(record)
+    validation = history.validation(record)
     if args.json:
-        print(json.dumps({"batch": record.to_json(), "summary": summary}))
+        print(json.dumps({"batch": record.to_json(), "summary": summary, "validation": validation}))
     else:
-        text = render_report(summary, record, args.target)
+        text = render_report(summary, record, args.target, validation)
         if args.reports:
-            write_reports(summary, Path(args.reports), report_conditions(summary, record, args.target))
+            conditions = report_conditions(summary, record, args.target)
+            write_reports(summary, Path(args.reports), conditions, validation)
         print(text, end="")
     return 0
 
@@ -195,10 +210,15 @@ def cmd_top(args: argparse.Namespace, history: History) -> int:
     _check_choice(args.strategy, [s["name"] for s in spec.get("strategies", [])], "strategy", args.batch_id)
     _check_choice(args.symbol, [*spec.get("symbols", []), "PORTFOLIO"], "symbol", args.batch_id)
     metric = args.metric or record.ranking_metric
+    validation = history.validation(record)
+    if metric in VALIDATION_METRICS:
+        return _validated_top(args, record, validation, metric)
     higher = HIGHER_IS_BETTER.get(metric, True)
     frames = history.result_frames(record, strategy=args.strategy, symbol=args.symbol)
     least = record.min_trades if args.min_trades is None else args.min_trades
     rows = compute_rows(compute_top(frames, metric, higher, args.n, min_trades=least))
+    if validation is not None:
+        rows = annotate_rows(rows, validation)
     if args.json:
         print(
             json.dumps(
@@ -213,6 +233,28 @@ def cmd_top(args: argparse.Namespace, history: History) -> int:
         )
     else:
         print(render_top(record, rows, metric, higher, strategy=args.strategy, symbol=args.symbol))
+    return 0
+
+
+def _validated_top(
+    args: argparse.Namespace, record: BatchRecord, validation: dict[str, Any] | None, metric: str
+) -> int:
+    if validation is None:
+        raise UsageError(
+            f"--metric {metric}: batch {args.batch_id} has no validation (validation: none, or not a "
+            "parameter sweep); rank it by a metric of its results, e.g. --metric sharpe."
+        )
+    winners = [
+        r
+        for r in compute_validated_rows(validation)
+        if (args.strategy is None or r["strategy"] == args.strategy)
+        and (args.symbol is None or r["symbol"] == args.symbol)
+    ]
+    rows = rank_validated(winners, metric, args.n)
+    if args.json:
+        print(json.dumps({"batch_id": args.batch_id, "metric": metric, "validated": True, "top": rows}))
+    else:
+        print(render_validated_top(record, rows, metric))
     return 0
 
 
@@ -231,6 +273,11 @@ def cmd_compare(args: argparse.Namespace, history: History) -> int:
     a = history.get_batch(args.batch_a)
     b = history.get_batch(args.batch_b)
     metric = args.metric or a.ranking_metric
+    if metric in VALIDATION_METRICS:
+        raise UsageError(
+            f"--metric {metric}: compare matches the two batches' results row by row; their validated "
+            "winners are compared side by side below the rows whatever the metric (use e.g. --metric sharpe)."
+        )
     higher = HIGHER_IS_BETTER.get(metric, True)
     comparison = compute_comparison(
         compute_keyed(history.result_frames(a), metric),
@@ -238,10 +285,15 @@ def cmd_compare(args: argparse.Namespace, history: History) -> int:
         metric,
         higher,
     )
+    first, second = history.validation(a), history.validation(b)
+    side_by_side = compute_validation_comparison(first, second) if first and second else None
     if args.json:
-        print(json.dumps(compute_comparison_json(a, b, comparison, args.n)))
+        print(json.dumps({**compute_comparison_json(a, b, comparison, args.n), "validation": side_by_side}))
     else:
-        print(fit_to_limit(render_comparison(a, b, comparison, args.n)), end="")
+        text = render_comparison(a, b, comparison, args.n)
+        if side_by_side is not None:
+            text = text.rstrip("\n") + "\n\n" + render_validation_comparison(side_by_side) + "\n"
+        print(fit_to_limit(text), end="")
     return 0
 
 

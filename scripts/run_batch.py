@@ -29,7 +29,12 @@ from opslib.batch.aws import deployed_submitter
 from opslib.batch.projection import project, render_projection
 from opslib.batch.reports import progress_line, write_reports
 from opslib.batch.submitter import Submitter
-from opslib.batch.validation import ValidatedOutcome, execute_validated, validation_headline
+from opslib.batch.validation import (
+    ValidatedOutcome,
+    execute_validated,
+    render_validation_line,
+    validation_headline,
+)
 from opslib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPORTED_ERRORS, eprint, error_text, exit_status
 from opslib.errors import OpsError
 from opslib.local.emulator import Emulator, local_state_dir
@@ -196,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{outcome['jobs_succeeded']}/{outcome['jobs_total']} jobs succeeded, {outcome['backtests']:,} "
             f"backtests in {outcome['elapsed_s']:.1f} s"
         )
+        if "validation" in outcome:
+            print(render_validation_line(outcome["validation"]))
     return EXIT_OK if outcome["jobs_failed"] == 0 else EXIT_FAILED
 
 

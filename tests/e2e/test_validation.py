@@ -6,6 +6,7 @@ anything is sent. The bars carry a planted 10-day cycle the grid can capture, so
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,12 @@ from opslib.batch.reports import render_report
 from opslib.batch.submitter import Submitter
 from opslib.batch.validation import execute_validated, out_of_sample_batch_id
 from opslib.errors import BatchInputError
+from opslib.history.queries import History
 from opslib.local.emulator import Emulator
 from opslib.local.testbed import Testbed
+from tests.script_loader import load_script
+
+results_cli = load_script("results")
 
 HOURS = 24 * 300
 
@@ -145,3 +150,38 @@ def test_folds_that_do_not_fit_the_bars_are_refused_before_anything_is_sent(
         run(bed, spec(files, short_train))
     assert {b.batch_id for b in bed.store.batches()} == before
     assert bed.messages(bed.names.job_queue) == 0
+
+
+def _results(capsys: pytest.CaptureFixture[str], bed: Testbed, *args: str) -> Any:
+    try:
+        code = results_cli.main([*args, "--json"], history=History(bed.store))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)
+
+
+def test_results_ranks_shows_and_compares_validated_winners(
+    capsys: pytest.CaptureFixture[str], bed: Testbed, files: dict[str, Path]
+) -> None:
+    walk = run(bed, spec(files, WALK_FORWARD))
+    hold = run(bed, spec(files, {"holdout": {"fraction": 0.3}, "top_k": 1}))
+    batch = walk.train.batch_id
+    ranked = _results(capsys, bed, "top", batch, "--metric", "oos_sharpe", "-n", "5")
+    sharpes = [r["metrics"]["oos_sharpe"] for r in ranked["top"]]
+    assert ranked["validated"] and len(sharpes) == 5 and sharpes == sorted(sharpes, reverse=True)
+    assert {"fold", "rank", "params"} <= set(ranked["top"][0]) and "is_sharpe" in ranked["top"][0]["metrics"]
+    pbo_ranked = _results(capsys, bed, "top", batch, "--metric", "pbo", "-n", "3")["top"]
+    assert [r["metrics"]["pbo"] for r in pbo_ranked] == sorted(r["metrics"]["pbo"] for r in pbo_ranked)
+    rows = _results(capsys, bed, "top", batch, "-n", "50")["top"]  # stored rows, with their pair's PBO
+    assert all(r["metrics"]["pbo"] is not None for r in rows)
+    assert any("oos_sharpe" in r["metrics"] for r in rows)  # the winners among them carry their OOS run
+    shown = _results(capsys, bed, "show", batch)
+    assert shown["validation"] == walk.document
+    compared = _results(capsys, bed, "compare", batch, hold.train.batch_id)
+    assert {(r["strategy"], r["symbol"]) for r in compared["validation"]} == {
+        ("SMA_Crossover", "KRW-BTC"),
+        ("SMA_Crossover", "KRW-ETH"),
+    }
+    assert all(r["a_pbo"] is not None and r["b_pbo"] is not None for r in compared["validation"])

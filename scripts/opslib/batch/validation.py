@@ -258,3 +258,18 @@ def validation_headline(document: dict[str, Any]) -> dict[str, Any]:
             for g in document["groups"]
         ],
     }
+
+
+def render_validation_line(headline: dict[str, Any]) -> str:
+    """One line for the terminal: the pair best out of sample, and how far to trust it."""
+    groups = [g for g in headline["groups"] if g["oos_sharpe"] is not None]
+    if not groups:
+        return "out of sample: no winner ran (see the report)"
+    best = max(groups, key=lambda g: g["oos_sharpe"])
+    pbo, dsr = best["pbo"], best["deflated_sharpe"]
+    return (
+        f"out of sample ({headline['folds']} fold(s), batch {headline['test_batch_id']}): best "
+        f"{best['strategy']} {best['symbol']}, Sharpe {best['oos_sharpe']:.2f} out of sample against "
+        f"{best['is_sharpe'] or 0:.2f} in sample, PBO {'–' if pbo is None else f'{pbo:.0%}'}, "
+        f"deflated Sharpe {'–' if dsr is None else f'{dsr:.0%}'}"
+    )

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from backtesting_modules import names
 from backtesting_modules.jobs.results import result_frame
 from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.pipeline.errors import MissingObjectError, StoreError
@@ -129,6 +130,15 @@ class History:
 
     def summary(self, record: BatchRecord) -> dict[str, Any]:
         return self.store.get_summary(record)
+
+    def validation(self, record: BatchRecord) -> dict[str, Any] | None:
+        """The validated sweep's document (docs/validation.md), None for a batch without one."""
+        key = names.validation_key(record.batch_id)
+        with _reading(f"reading the validation of batch {record.batch_id}", self.store.bucket):
+            if not self.store.has_object(key):
+                return None
+            document: dict[str, Any] = self.store.get_json(key)
+        return document
 
     # --- jobs and results -----------------------------------------------------------------------------
 

@@ -66,9 +66,71 @@ def render_best(best: Mapping[str, Any] | None, metric: str) -> str:
     return f"{metric} {value}: {best['strategy']} {best['symbol']} {params}".rstrip()
 
 
-def render_report(summary: Mapping[str, Any], record: BatchRecord, target: str) -> str:
-    """The batch report run_batch.py writes, with the conditions a stored batch still knows."""
-    return render_batch_report(dict(summary), report_conditions(summary, record, target))
+def render_report(
+    summary: Mapping[str, Any],
+    record: BatchRecord,
+    target: str,
+    validation: Mapping[str, Any] | None = None,
+) -> str:
+    """The batch report run_batch.py writes (its out-of-sample view first for a validated sweep), with the
+    conditions a stored batch still knows."""
+    document = dict(validation) if validation is not None else None
+    return render_batch_report(dict(summary), report_conditions(summary, record, target), document)
+
+
+def render_validated_top(record: BatchRecord, rows: Sequence[Mapping[str, Any]], metric: str) -> str:
+    """The fold winners of a validated sweep ranked by a validation metric, in and out of sample."""
+    title = f"Fold winners of batch {record.batch_id} ({record.name}) by {metric}:"
+    if not rows:
+        return f"{title} no winner has a value for {metric}."
+    columns = [metric] + [
+        m
+        for m in ("is_sharpe", "oos_sharpe", "oos_total_return", "oos_trades", "deflated_sharpe", "pbo")
+        if m != metric
+    ]
+    table = [
+        [
+            r["position"],
+            r["strategy"],
+            r["symbol"],
+            r["fold"],
+            r["rank"],
+            ", ".join(f"{k}={format_param(v)}" for k, v in r["params"].items()),
+            *[_validation_value(m, r["metrics"].get(m)) for m in columns],
+        ]
+        for r in rows
+    ]
+    headers = ["#", "strategy", "symbol", "fold", "rank in fold", "parameters", *columns]
+    return f"{title}\n\n" + tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _validation_value(metric: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if metric in ("deflated_sharpe", "pbo"):
+        return f"{value:.0%}"
+    return format_value(metric.removeprefix("oos_").removeprefix("is_"), value)
+
+
+def render_validation_comparison(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Batch A's out-of-sample figures beside batch B's, per strategy and symbol."""
+    measures = ("oos_sharpe", "walk_forward_efficiency", "pbo", "deflated_sharpe")
+    labels = {"oos_sharpe": "OOS Sharpe", "walk_forward_efficiency": "WF eff.", "pbo": "PBO",
+              "deflated_sharpe": "deflated Sharpe"}  # fmt: skip
+    table = [
+        [r["strategy"], r["symbol"], *[_compared(m, r[f"{side}_{m}"]) for side in "ab" for m in measures]]
+        for r in rows
+    ]
+    headers = ["strategy", "symbol", *[f"{side.upper()} {labels[m]}" for side in "ab" for m in measures]]
+    return "## Out of sample, side by side\n\n" + tabulate(
+        table, headers=headers, tablefmt="github", disable_numparse=True
+    )
+
+
+def _compared(measure: str, value: Any) -> str:
+    if measure == "walk_forward_efficiency":
+        return f"{value:.2f}" if value is not None else "–"
+    return _validation_value(measure, value)
 
 
 def render_failures(record: BatchRecord, failures: Sequence[JobRecord]) -> str:
