@@ -48,7 +48,11 @@ from backtesting_modules.reports import (
 )
 from backtesting_modules.timezone import SessionGate, TimezoneBacktester
 from backtesting_modules.timezone.report import render_comparison, render_group_table, render_timezone
+from backtesting_modules.validation import Holdout, ValidationError, WalkForward
+from opslib.batch.sweep_validation import SweepValidation, run_validated_sweep
+from opslib.batch.validation_report import render_validation
 from opslib.cli import EXIT_OK, EXIT_USAGE, UsageError
+from opslib.errors import BatchInputError
 
 MAX_GRID_VALUES = 100_000  # per --grid axis: a typo like 1:1e9:1 must not allocate a billion values
 
@@ -137,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--report", metavar="FILE", help="write a markdown report to FILE")
     parser.add_argument("--png", metavar="FILE", help="also write the equity curve as PNG (needs matplotlib)")
+    _add_validation_arguments(parser.add_argument_group("validation of a --grid sweep (docs/validation.md)"))
     _add_timezone_arguments(parser.add_argument_group("timezone backtester (--timezone; intraday bars)"))
     return parser
 
@@ -168,6 +173,27 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeframe",
         metavar="TF",
         help="bar interval gaps are measured by, e.g. 1h (default: the bars' median spacing)",
+    )
+
+
+def _add_validation_arguments(group: argparse._ArgumentGroup) -> None:
+    split = group.add_mutually_exclusive_group()
+    split.add_argument(
+        "--holdout",
+        default="0.25",
+        metavar="FRACTION|PERIOD",
+        help="sweep all but the last FRACTION (or PERIOD, e.g. 90d) of the bars, then run the winners on it "
+        "(the default: 0.25)",
+    )
+    split.add_argument(
+        "--walk-forward",
+        metavar="SPEC",
+        help="folds=N,train=LEN,test=LEN[,gap=LEN][,anchored], e.g. folds=4,train=180d,test=30d",
+    )
+    split.add_argument("--no-validation", action="store_true", help="rank in sample only (not validated)")
+    group.add_argument("--top-k", type=int, default=5, help="winners per fold run out of sample (default 5)")
+    group.add_argument(
+        "--min-trades", type=int, default=30, help="winners need at least this many trades (default 30)"
     )
 
 
@@ -294,7 +320,56 @@ def run_timezone(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyC
     return render_timezone(gated, comparison)
 
 
-def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
+def parse_validation(args: argparse.Namespace) -> SweepValidation | None:
+    """The --holdout / --walk-forward / --no-validation of a sweep (None: not validated)."""
+    if args.no_validation:
+        return None
+    if args.top_k < 1 or args.min_trades < 0:
+        raise UsageError(
+            f"--top-k {args.top_k} / --min-trades {args.min_trades}: need top-k >= 1, min-trades >= 0."
+        )
+    try:
+        scheme: WalkForward | Holdout = (
+            _walk_forward(args.walk_forward) if args.walk_forward else _holdout(args.holdout)
+        )
+    except ValidationError as exc:
+        option = "--walk-forward" if args.walk_forward else "--holdout"
+        raise UsageError(f"{option}: {exc}") from exc
+    return SweepValidation(scheme, top_k=args.top_k, min_trades=args.min_trades)
+
+
+def _holdout(text: str) -> Holdout:
+    try:
+        fraction = float(text)
+    except ValueError:
+        return Holdout(period=text.strip())
+    return Holdout(fraction=fraction)
+
+
+def _walk_forward(text: str) -> WalkForward:
+    fields: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if key == "anchored" and not sep:
+            fields["anchored"] = True
+        elif key in ("folds", "train", "test", "gap") and sep:
+            fields[key] = int(value) if value.strip().isdigit() else value.strip()
+        else:
+            raise UsageError(
+                f"--walk-forward {text!r}: {part!r} is not folds=N, train=LEN, test=LEN, gap=LEN or "
+                "anchored; e.g. folds=4,train=180d,test=30d."
+            )
+    missing = [k for k in ("folds", "test") if k not in fields]
+    if missing:
+        raise UsageError(
+            f"--walk-forward {text!r}: {', '.join(missing)} missing; e.g. folds=4,train=180d,test=30d."
+        )
+    return WalkForward(fields["folds"], fields.get("train"), fields["test"],
+                       anchored=fields.get("anchored", False), gap=fields.get("gap", 0))  # fmt: skip
+
+
+def parse_sweep(args: argparse.Namespace) -> tuple[Any, dict[str, list[float]], dict[str, str]]:
+    """The strategy, the --grid axes and the fixed --param values of a sweep (and a known --rank)."""
     spec = get_strategy(args.strategy)
     grid = {}
     for text in args.grid:
@@ -305,39 +380,57 @@ def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfi
     both = sorted(set(grid) & set(fixed))
     if both:
         raise UsageError(f"--param {both[0]} and --grid {both[0]}: give each parameter in one of them.")
+    if args.rank not in HIGHER_IS_BETTER:
+        raise UsageError(
+            f"--rank: unknown metric {args.rank!r}.{did_you_mean(args.rank, HIGHER_IS_BETTER)} "
+            f"Metrics: {', '.join(HIGHER_IS_BETTER)}."
+        )
+    return spec, grid, fixed
+
+
+def run_grid(args: argparse.Namespace, bars: pd.DataFrame, config: StrategyConfig) -> str:
+    spec, grid, fixed = parse_sweep(args)
+    validation = parse_validation(args)
+    document = None
+    if validation is not None:
+        document = run_validated_sweep(
+            bars, spec.name, grid, config, fixed=fixed, metric=args.rank, validation=validation
+        )
     frame = run_sweep(bars, spec, grid, config, fixed=fixed)
     ranked = rank_sweep(frame, args.rank)
     if args.json:
-        print(
-            json.dumps(
-                to_jsonable(
-                    {
-                        "strategy": spec.name,
-                        "combinations": frame.attrs["combinations"],
-                        "skipped": frame.attrs["skipped"],
-                        "rank": args.rank,
-                        "rows": ranked.to_dict("records"),
-                    }
-                )
-            )
-        )
+        doc = {
+            "strategy": spec.name,
+            "combinations": frame.attrs["combinations"],
+            "skipped": frame.attrs["skipped"],
+            "rank": args.rank,
+            "rows": ranked.to_dict("records"),
+            "validation": document,
+        }
+        print(json.dumps(to_jsonable(doc)))
     else:
+        if document is not None:
+            print(render_validation(document))
         print(
             f"{frame.attrs['combinations']:,} combinations "
             f"({frame.attrs['skipped']:,} skipped by constraints)"
         )
         print(render_metrics_table_rows(ranked.head(args.top), spec.param_names, args.rank))
-    info = RunInfo.from_dict(frame.attrs["info"])
-    return render_sweep(
+    text = render_sweep(
         frame,
         strategy=spec.name,
         param_names=spec.param_names,
         rank=args.rank,
         config=config,
-        info=info,
+        info=RunInfo.from_dict(frame.attrs["info"]),
         top=max(args.top, 20),
         higher_is_better=HIGHER_IS_BETTER.get(args.rank, True),
     )
+    if document is None:
+        return text
+    title, _, rest = text.partition("\n")
+    note = "The sweep below ranks every variant on all the bars: in sample, not validated; the view above is."
+    return f"{title}\n\n{render_validation(document)}\n{note}\n{rest}"
 
 
 def render_metrics_table_rows(frame: pd.DataFrame, params: list[str], rank: str) -> str:
@@ -364,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run_grid(args, bars, config)
         else:
             report = run_single(args, bars, config)
-    except (UsageError, BacktestError) as exc:
+    except (UsageError, BacktestError, BatchInputError) as exc:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
     if args.report:
         path = Path(args.report)

@@ -201,3 +201,48 @@ def test_png_needs_matplotlib_or_writes_file(capsys: pytest.CaptureFixture[str],
         assert code == 2 and "pip install matplotlib" in err
     else:
         assert code == 0 and png.stat().st_size > 0
+
+
+def test_a_sweep_is_validated_on_a_holdout_by_default_and_walk_forward_when_asked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    grid = ["--strategy", "SMA_Crossover", "--grid", "fast=5:30:5", "--grid", "slow=40:120:40", "--json"]
+    code, out, _ = run(capsys, "--synthetic", "3", "--periods", "4000", "--config", "filters=none", *grid)
+    doc = json.loads(out.strip().splitlines()[-1])["validation"]
+    assert code == 0 and doc["validation"]["holdout"]["fraction"] == 0.25 and len(doc["folds"]) == 1
+    report = tmp_path / "wf.md"
+    code, out, _ = run(
+        capsys, "--synthetic", "3", "--periods", "4000", "--config", "filters=none", *grid,
+        "--walk-forward", "folds=3,train=60d,test=20d,gap=24", "--min-trades", "5", "--report", str(report),
+    )  # fmt: skip
+    doc = json.loads(out.strip().splitlines()[-1])["validation"]
+    assert code == 0 and [f["number"] for f in doc["folds"]] == [1, 2, 3]
+    assert all(f["gap_bars"] == 24 for f in doc["folds"])
+    (group,) = doc["groups"]
+    # 3 test windows of 20 days, stitched: 60 days, and the partial days at their edges.
+    assert group["trials"] == 3 * 18 and 60 <= group["out_of_sample"]["periods"] <= 63
+    text = report.read_text(encoding="utf-8")
+    assert text.index("## Out of sample") < text.index("in sample, not validated")
+    code, out, _ = run(capsys, "--synthetic", "3", "--periods", "4000", "--config", "filters=none", *grid,
+                       "--no-validation")  # fmt: skip
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["validation"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--walk-forward", "folds=3,train=60d"], "--walk-forward 'folds=3,train=60d': test missing"),
+        (["--walk-forward", "folds=3,train=60d,test=20d,speed=2"], "'speed=2' is not folds=N"),
+        (["--walk-forward", "folds=30,train=60d,test=20d"], "validation.walk_forward"),
+        (["--holdout", "1.5"], "--holdout: validation.holdout.fraction: 1.5"),
+        (["--walk-forward", "folds=2,train=10,test=20d"], "warm-up"),
+    ],
+)
+def test_a_validation_that_cannot_run_exits_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    grid = ["--strategy", "SMA_Crossover", "--grid", "fast=5:30:5", "--grid", "slow=40:120:40"]
+    code, _, err = run(
+        capsys, "--synthetic", "3", "--periods", "4000", "--config", "filters=none", *grid, *args
+    )
+    assert code == 2 and message in err, err

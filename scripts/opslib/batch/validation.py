@@ -12,7 +12,7 @@ batch id derives from it, and a stored document is read back instead of computed
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,22 +160,29 @@ def _common_span(
 
 def _warmup(spec: BatchSpec) -> int:
     """The most bars any combination of the spec needs before its first signal."""
-    most = 0
-    for item in spec.strategies:
-        strategy = get_strategy(item.name)
-        table, _ = expand_grid(strategy, item.grid_dict(), item.params_dict())
-        if table and len(next(iter(table.values()))):
-            most = max(most, int(np.max(strategy.warmup(table))))
-    return most
+    return max(grid_warmup(item.name, item.grid_dict(), item.params_dict()) for item in spec.strategies)
+
+
+def grid_warmup(strategy_name: str, grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any]) -> int:
+    """The most bars a combination of `grid` needs before its first signal (0 for an empty grid)."""
+    strategy = get_strategy(strategy_name)
+    table, _ = expand_grid(strategy, grid, fixed)
+    if not table or not len(next(iter(table.values()))):
+        return 0
+    return int(np.max(strategy.warmup(table)))
 
 
 def pbo_blocks(spec: BatchSpec, folds: list[Fold]) -> int:
-    """S of the probability of backtest overfitting: `validation.pbo_blocks` (each train window must then
-    hold that many returns periods, else a BatchInputError), or the default of 16 lowered to what the
-    shortest train window holds (0: too short for any, and the report says PBO was not computed)."""
-    period = timeframe_delta(spec.validation.returns_period)
+    """S of the probability of backtest overfitting (`fit_pbo_blocks` of the spec's validation)."""
+    return fit_pbo_blocks(spec.validation.pbo_blocks, spec.validation.returns_period, folds)
+
+
+def fit_pbo_blocks(asked: int | None, returns_period: str, folds: Sequence[Fold]) -> int:
+    """`asked` blocks (each train window must then hold that many returns periods, else a BatchInputError),
+    or the default of 16 lowered to what the shortest train window holds (0: too short for any, and the
+    report says PBO was not computed)."""
+    period = timeframe_delta(returns_period)
     fewest = min(int((f.train_stop - f.train_start) / period) for f in folds)
-    asked = spec.validation.pbo_blocks
     if asked is None:
         fitting = min(DEFAULT_PBO_BLOCKS, fewest - fewest % 2)
         return fitting if fitting >= MIN_BLOCKS else 0
@@ -183,7 +190,7 @@ def pbo_blocks(spec: BatchSpec, folds: list[Fold]) -> int:
         short = min(folds, key=lambda f: f.train_stop - f.train_start)
         raise BatchInputError(
             f"validation.pbo_blocks: {asked} blocks need at least {asked} periods of returns_period "
-            f"{spec.validation.returns_period} in every train window; fold {short.number}'s "
+            f"{returns_period} in every train window; fold {short.number}'s "
             f"({short.train_start:%Y-%m-%d %H:%M} to {short.train_stop:%Y-%m-%d %H:%M}) has {fewest}: "
             "use fewer blocks, a shorter returns_period, or a longer train window."
         )

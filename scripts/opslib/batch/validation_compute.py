@@ -27,6 +27,20 @@ SHOWN = ("sharpe", "total_return", "cagr", "max_drawdown", "trades", "win_rate",
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    """What a document records of how it was made: the validation section and the ranking (as a spec
+    writes them) and the returns' period."""
+
+    validation: dict[str, Any] | str
+    ranking: dict[str, Any]
+    returns_period: str
+
+    @classmethod
+    def of(cls, spec: BatchSpec) -> ValidationSettings:
+        return cls(spec.validation.to_dict(), spec.ranking.to_dict(), spec.validation.returns_period)
+
+
+@dataclass(frozen=True)
 class OutOfSample:
     """A winner's run on its fold's test window."""
 
@@ -203,7 +217,7 @@ def _efficiency(in_sample: Mapping[str, Any], out_of_sample: Mapping[str, Any]) 
 
 
 def compute_validation_document(
-    spec: BatchSpec,
+    spec: BatchSpec | ValidationSettings,
     folds: Sequence[Fold],
     scans: Mapping[GroupKey, GroupScan],
     oos: Mapping[tuple[int, str, str, int], OutOfSample],
@@ -213,15 +227,16 @@ def compute_validation_document(
     blocks: int,
 ) -> dict[str, Any]:
     """The document a report and `results.py` read (see the module docstring)."""
+    settings = spec if isinstance(spec, ValidationSettings) else ValidationSettings.of(spec)
     pairs = sorted({(s, y) for _, s, y in scans})
-    period = spec.validation.returns_period
+    period = settings.returns_period
     groups = [_group(s, y, folds, scans, oos, period) for s, y in pairs]
     return {
         "version": VALIDATION_VERSION,
         "batch_id": train_batch,
         "test_batch_id": test_batch,
-        "validation": spec.validation.to_dict(),
-        "ranking": spec.ranking.to_dict(),
+        "validation": settings.validation,
+        "ranking": settings.ranking,
         "returns_period": period,
         "pbo_blocks": blocks,
         "folds": [f.to_dict() for f in folds],

@@ -96,6 +96,25 @@ def _fold_in(scan: GroupScan, body: bytes, *, metric: str, sign: float, min_trad
             "a train job's result has no period returns: it was not planned as a validated sweep"
         )
     _, starts, values = decoded
+    params = {c.removeprefix("param."): frame[c].to_numpy() for c in frame.columns if c.startswith("param.")}
+    metrics = {c: frame[c].to_numpy(dtype=np.float64) for c in frame.columns if c in HIGHER_IS_BETTER}
+    fold_in(scan, params, metrics, starts, values, metric=metric, sign=sign, min_trades=min_trades, k=k)
+
+
+def fold_in(
+    scan: GroupScan,
+    params: Mapping[str, np.ndarray],
+    metrics: Mapping[str, np.ndarray],
+    starts: pd.DatetimeIndex,
+    values: np.ndarray,
+    *,
+    metric: str,
+    sign: float,
+    min_trades: int,
+    k: int,
+) -> None:
+    """Add part of a train sweep — its rows' parameters and metrics (name → one value per row) and their
+    per-period returns `values` (periods × rows) — to its group's scan."""
     if scan.starts is None:
         scan.starts = starts
     elif not scan.starts.equals(starts):
@@ -103,19 +122,17 @@ def _fold_in(scan: GroupScan, body: bytes, *, metric: str, sign: float, min_trad
     if scan.blocks:  # 0: the train window is too short for PBO
         scan.stats.append(BlockStats.from_returns(values, blocks=scan.blocks))
     scan.sharpes.append(per_period_sharpe(values))
-    scan.combinations += len(frame)
-    trades = frame["trades"].to_numpy(dtype=np.float64)
-    eligible = trades >= min_trades
+    rows = values.shape[1]
+    scan.combinations += rows
+    eligible = metrics["trades"] >= min_trades
     scan.few_trades += int((~eligible).sum())
-    scores = sign * frame[metric].to_numpy(dtype=np.float64)
-    params = [c for c in frame.columns if c.startswith("param.")]
-    metric_names = [c for c in frame.columns if c in HIGHER_IS_BETTER]
+    scores = sign * metrics[metric]
     for i in np.flatnonzero(eligible & np.isfinite(scores)):
         candidate = Candidate(
             float(scores[i]),
-            -float(scan.combinations - len(frame) + i),
-            {c.removeprefix("param."): _plain(frame[c].iloc[i]) for c in params},
-            {m: float(frame[m].iloc[i]) for m in metric_names},
+            -float(scan.combinations - rows + i),
+            {name: _plain(column[i]) for name, column in params.items()},
+            {m: float(column[i]) for m, column in metrics.items()},
             values[:, i].copy(),
         )
         if len(scan.best) < k:
