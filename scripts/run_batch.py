@@ -29,12 +29,8 @@ from opslib.batch.aws import deployed_submitter
 from opslib.batch.projection import project, render_projection
 from opslib.batch.reports import progress_line, write_reports
 from opslib.batch.submitter import Submitter
-from opslib.batch.validation import (
-    ValidatedOutcome,
-    execute_validated,
-    render_validation_line,
-    validation_headline,
-)
+from opslib.batch.validation import ValidatedOutcome, execute_validated
+from opslib.batch.validation_report import render_validation_line, validation_headline
 from opslib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPORTED_ERRORS, eprint, error_text, exit_status
 from opslib.errors import OpsError
 from opslib.local.emulator import Emulator, local_state_dir

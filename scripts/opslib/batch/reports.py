@@ -16,7 +16,7 @@ from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import render_batch
 
-from .validation_report import render_validation
+from .validation_report import render_validation, validation_headline
 
 
 def progress_line(batch: BatchRecord, started: float) -> str:
@@ -38,7 +38,9 @@ def write_reports(
     """reports/<batch_id>/report.md, results.csv (the top rows), summary.json and, for a validated sweep,
     validation.json; returns report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    # For a validated sweep, summary.json also carries the out-of-sample figures per strategy and symbol.
+    kept = summary if validation is None else {**summary, "validation": validation_headline(validation)}
+    (out_dir / "summary.json").write_text(json.dumps(kept, indent=2), encoding="utf-8")
     if validation is not None:
         (out_dir / "validation.json").write_text(json.dumps(validation, indent=2), encoding="utf-8")
     rows = summary["ranking"]["top"]

@@ -40,7 +40,7 @@ from ..errors import BatchInputError
 from .bars import PreparedData, bar_interval
 from .execute import BatchOutcome, Driving, execute_batch, run_planned
 from .submitter import Submitter
-from .validation_compute import OutOfSample, compute_validation_document, winners_of
+from .validation_compute import VALIDATION_VERSION, OutOfSample, compute_validation_document, winners_of
 from .validation_scan import GroupKey, scan_train_results
 
 
@@ -81,7 +81,9 @@ def execute_validated(
     store = submitter.store
     key = names.validation_key(train.batch_id)
     if reuse and store.has_object(key):
-        return ValidatedOutcome(train, None, store.get_json(key))
+        stored = store.get_json(key)
+        if stored.get("version") == VALIDATION_VERSION:  # an older layout is computed again
+            return ValidatedOutcome(train, None, stored)
     blocks = pbo_blocks(spec, folds)
     scans = scan_train_results(
         store,
@@ -242,41 +244,3 @@ def _out_of_sample(
         key = (winner.fold, winner.strategy, winner.symbol, winner.rank)
         out[key] = OutOfSample(metrics, decoded[2][:, 0].copy(), decoded[1])
     return out
-
-
-def validation_headline(document: dict[str, Any]) -> dict[str, Any]:
-    """What `run_batch.py --json` says of a validated sweep: per strategy and symbol the out-of-sample
-    Sharpe and return, walk-forward efficiency, PBO and deflated Sharpe; and the batch ids."""
-    return {
-        "test_batch_id": document.get("test_batch_id"),
-        "folds": len(document["folds"]),
-        "groups": [
-            {
-                "strategy": g["strategy"],
-                "symbol": g["symbol"],
-                "trials": g["trials"],
-                "is_sharpe": g["in_sample"].get("sharpe"),
-                "oos_sharpe": g["out_of_sample"].get("sharpe"),
-                "oos_return": g["out_of_sample"].get("total_return"),
-                "walk_forward_efficiency": g["walk_forward_efficiency"],
-                "pbo": g["pbo"],
-                "deflated_sharpe": g["deflated_sharpe"],
-            }
-            for g in document["groups"]
-        ],
-    }
-
-
-def render_validation_line(headline: dict[str, Any]) -> str:
-    """One line for the terminal: the pair best out of sample, and how far to trust it."""
-    groups = [g for g in headline["groups"] if g["oos_sharpe"] is not None]
-    if not groups:
-        return "out of sample: no winner ran (see the report)"
-    best = max(groups, key=lambda g: g["oos_sharpe"])
-    pbo, dsr = best["pbo"], best["deflated_sharpe"]
-    return (
-        f"out of sample ({headline['folds']} fold(s), batch {headline['test_batch_id']}): best "
-        f"{best['strategy']} {best['symbol']}, Sharpe {best['oos_sharpe']:.2f} out of sample against "
-        f"{best['is_sharpe'] or 0:.2f} in sample, PBO {'–' if pbo is None else f'{pbo:.0%}'}, "
-        f"deflated Sharpe {'–' if dsr is None else f'{dsr:.0%}'}"
-    )

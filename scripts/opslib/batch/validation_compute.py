@@ -21,7 +21,7 @@ from backtesting_modules.validation import BlockStats, Fold, ValidationError, co
 
 from .validation_scan import Candidate, GroupKey, GroupScan
 
-VALIDATION_VERSION = 1
+VALIDATION_VERSION = 2  # 2: the stitched out-of-sample equity
 # The metrics a report shows in and out of sample (every one is kept in the stored results).
 SHOWN = ("sharpe", "total_return", "cagr", "max_drawdown", "trades", "win_rate", "profit_factor")
 
@@ -53,7 +53,7 @@ def periods_per_year(period: str) -> float:
     return pd.Timedelta(days=365) / timeframe_delta(period)
 
 
-def compute_returns_summary(returns: np.ndarray, period: str) -> dict[str, float | int | None]:
+def compute_returns_summary(returns: np.ndarray, period: str) -> dict[str, Any]:
     """Total and annualised return, annualised Sharpe and maximum drawdown of per-period returns."""
     values = np.asarray(returns, dtype=np.float64)
     if values.size == 0:
@@ -163,7 +163,7 @@ def _group(
     period: str,
 ) -> dict[str, Any]:
     trials = sum(scans[k].combinations for k in scans if k[1:] == (strategy, symbol))
-    entries, stitched, fold_is, won = [], [], [], []
+    entries, stitched, starts, fold_is, won = [], [], [], [], []
     for fold in folds:
         key = (fold.number, strategy, symbol)
         runs = {rank: run for (f, s, y, rank), run in oos.items() if (f, s, y) == key}
@@ -174,10 +174,17 @@ def _group(
             won.append(winner.params)
             fold_is.append(compute_returns_summary(winner.returns, period))
             stitched.append(runs[1].returns)
+            starts.append(runs[1].starts)
     # Train windows may overlap (rolling folds): in sample is the mean over the folds' winners, out of
     # sample the test windows stitched (they never overlap).
     is_summary = _mean_summary(fold_is)
-    oos_summary = compute_returns_summary(np.concatenate(stitched) if stitched else np.zeros(0), period)
+    oos_returns = np.concatenate(stitched) if stitched else np.zeros(0)
+    oos_summary = compute_returns_summary(oos_returns, period)
+    if stitched:  # the equity a trader re-optimising at every fold would have had, per period
+        oos_summary["equity"] = {
+            "starts": [s.isoformat() for part in starts for s in part],
+            "values": [round(float(v), 6) for v in np.cumprod(1.0 + oos_returns)],
+        }
     pbos = [e["pbo"]["pbo"] for e in entries if e["pbo"].get("pbo") is not None]
     deflated = [
         e["winners"][0]["deflated_sharpe"].get("probability")

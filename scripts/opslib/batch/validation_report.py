@@ -51,9 +51,9 @@ def render_validation(document: Mapping[str, Any]) -> str:
         "",
         render_fold_winners(groups, document["folds"]),
     ]
-    chart = render_logit_chart(groups[0]) if groups else ""
-    if chart:
-        lines += ["", chart]
+    for chart in (render_equity_chart(groups[0]), render_logit_chart(groups[0])) if groups else ():
+        if chart:
+            lines += ["", chart]
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +161,35 @@ def render_fold_winners(groups: Sequence[Mapping[str, Any]], folds: Sequence[Map
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def render_equity_chart(group: Mapping[str, Any], points: int = 60) -> str:
+    """The stitched out-of-sample equity of `group` (growth of 1), down-sampled, as a mermaid line."""
+    equity = group["out_of_sample"].get("equity")
+    if not equity or len(equity["values"]) < 2:
+        return ""
+    values, starts = equity["values"], equity["starts"]
+    step = max(1, math.ceil(len(values) / points))
+    picked = list(range(0, len(values), step))
+    if picked[-1] != len(values) - 1:
+        picked.append(len(values) - 1)
+    labels = ", ".join(f'"{starts[i][:10]}"' for i in picked)
+    return "\n".join(
+        [
+            "### Out-of-sample equity",
+            "",
+            f"{group['strategy']} on {group['symbol']}: the fold winners, each on its test window, one after "
+            "another (growth of 1).",
+            "",
+            "```mermaid",
+            "xychart-beta",
+            f'    title "{group["strategy"]} {group["symbol"]}: stitched out-of-sample equity"',
+            f"    x-axis [{labels}]",
+            '    y-axis "growth of 1"',
+            f"    line [{', '.join(f'{values[i]:.4f}' for i in picked)}]",
+            "```",
+        ]
+    )
+
+
 def render_logit_chart(group: Mapping[str, Any]) -> str:
     """The logit histogram of `group`'s first fold with a PBO, as a mermaid bar chart."""
     for entry in group["folds"]:
@@ -209,3 +238,41 @@ def _percent(value: Any, digits: int = 1) -> str:
 
 def _count(value: Any) -> str:
     return f"{int(value):,}" if isinstance(value, int | float) and not pd.isna(value) else "–"
+
+
+def validation_headline(document: dict[str, Any]) -> dict[str, Any]:
+    """What `run_batch.py --json` says of a validated sweep: per strategy and symbol the out-of-sample
+    Sharpe and return, walk-forward efficiency, PBO and deflated Sharpe; and the batch ids."""
+    return {
+        "test_batch_id": document.get("test_batch_id"),
+        "folds": len(document["folds"]),
+        "groups": [
+            {
+                "strategy": g["strategy"],
+                "symbol": g["symbol"],
+                "trials": g["trials"],
+                "is_sharpe": g["in_sample"].get("sharpe"),
+                "oos_sharpe": g["out_of_sample"].get("sharpe"),
+                "oos_return": g["out_of_sample"].get("total_return"),
+                "walk_forward_efficiency": g["walk_forward_efficiency"],
+                "pbo": g["pbo"],
+                "deflated_sharpe": g["deflated_sharpe"],
+            }
+            for g in document["groups"]
+        ],
+    }
+
+
+def render_validation_line(headline: dict[str, Any]) -> str:
+    """One line for the terminal: the pair best out of sample, and how far to trust it."""
+    groups = [g for g in headline["groups"] if g["oos_sharpe"] is not None]
+    if not groups:
+        return "out of sample: no winner ran (see the report)"
+    best = max(groups, key=lambda g: g["oos_sharpe"])
+    pbo, dsr = best["pbo"], best["deflated_sharpe"]
+    return (
+        f"out of sample ({headline['folds']} fold(s), batch {headline['test_batch_id']}): best "
+        f"{best['strategy']} {best['symbol']}, Sharpe {best['oos_sharpe']:.2f} out of sample against "
+        f"{best['is_sharpe'] or 0:.2f} in sample, PBO {'–' if pbo is None else f'{pbo:.0%}'}, "
+        f"deflated Sharpe {'–' if dsr is None else f'{dsr:.0%}'}"
+    )
