@@ -9,6 +9,12 @@ measured in the same run on the same machine.
   interpreter that only imports numpy and pandas (the floor any pandas-based engine pays).
 - Bars identity: `bars_sha256` (what a batch hashes every symbol's bars with) per million bars; baseline:
   `validate_bars` on the same bars, which every load already pays.
+- Parameter sets: `run_sets` of explicit parameter sets (what an adaptive search sends); baseline:
+  `run_sweep` of a grid of as many combinations. The target (≥ 0.8×) is for the same combinations: the
+  grid's own combinations as a shuffled list (SMA_Crossover 345, Hybrid_VCP_Momentum 300). Shown beside
+  it, without a target: random distinct sets, which need more distinct indicator windows than a grid of
+  the same size (SMA_Crossover in the grid's box; Hybrid_VCP_Momentum with all 30 parameters drawn in
+  their whole ranges, where no two sets share an indicator).
 
     python benchmarks/engine.py [--quick] [--json] [--out FILE]
 """
@@ -17,25 +23,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
-from backtesting_modules import StrategyConfig, get_strategy, run_backtest, run_sweep, synthetic_bars
+from backtesting_modules import (
+    StrategyConfig,
+    get_strategy,
+    run_backtest,
+    run_sets,
+    run_sweep,
+    synthetic_bars,
+    valid_sets,
+)
 from backtesting_modules.bars import BarArrays
 from backtesting_modules.data import bars_sha256, validate_bars
 from backtesting_modules.reference import reference_backtest
 from backtesting_modules.simulation import SimSettings
 
 GRID = {"fast": list(range(5, 51, 5)), "slow": list(range(10, 201, 5))}
+HYBRID_GRID = {
+    "contraction_window": list(range(10, 20)),
+    "high_period": list(range(15, 30, 3)),
+    "buy_threshold": [45, 50, 55, 60, 65, 70],
+}
 # Costs and a stop on, filters off: every rule the engine has is exercised, and every combination trades.
 CONFIG = StrategyConfig(filters=None, min_volume=0.0, position_size_method="percent", position_size_value=1.0)
 
@@ -118,6 +139,81 @@ def bench_hashing(n_bars: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def random_sets(
+    strategy: str, count: int, box: dict[str, tuple[float, float]] | None, seed: int
+) -> list[dict[str, float]]:
+    """`count` distinct sets that satisfy the strategy's constraints: the parameters `box` names drawn
+    uniformly in its ranges (the others at their defaults), or, with `box=None`, every parameter drawn in
+    its Param's whole range."""
+    spec, rng = get_strategy(strategy), np.random.default_rng(seed)
+    ranges = box if box is not None else {p.name: (p.low, p.high) for p in spec.params}
+    kinds = {p.name: p.kind for p in spec.params}
+    found: dict[tuple[float, ...], dict[str, float]] = {}
+    while len(found) < count:
+        sets = [
+            {
+                n: int(rng.integers(int(lo), int(hi) + 1)) if kinds[n] is int else float(rng.uniform(lo, hi))
+                for n, (lo, hi) in ranges.items()
+            }
+            for _ in range(2 * count)
+        ]
+        for values, ok in zip(sets, valid_sets(spec, sets), strict=True):
+            if ok and len(found) < count:
+                found.setdefault(tuple(values.values()), values)
+    return list(found.values())
+
+
+def _interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds of each run, the runs alternating so that drifts in the machine hit them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name].extend(timed(fn, 1)[0])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_sets(bars: Any, repeats: int) -> list[dict[str, Any]]:
+    """`run_sets` of random distinct sets against `run_sweep` of a grid of as many combinations."""
+    grid_rows = run_sweep(bars, "SMA_Crossover", GRID, CONFIG)[["fast", "slow"]].to_dict("records")
+    shuffled = [grid_rows[i] for i in np.random.default_rng(1).permutation(len(grid_rows))]
+    box = {"fast": (5.0, 50.0), "slow": (10.0, 200.0)}
+    hybrid_size = math.prod(len(axis) for axis in HYBRID_GRID.values())  # no constraint among these axes
+    hybrid_rows = run_sweep(bars, "Hybrid_VCP_Momentum", HYBRID_GRID, CONFIG)[list(HYBRID_GRID)]
+    hybrid_shuffled = hybrid_rows.sample(frac=1.0, random_state=1).to_dict("records")
+    cases = [
+        ("SMA_Crossover", "the grid's own combinations, shuffled", GRID, shuffled, True),
+        ("Hybrid_VCP_Momentum", "the grid's own combinations, shuffled", HYBRID_GRID, hybrid_shuffled, True),
+        ("SMA_Crossover", "random distinct sets in the grid's box", GRID,
+         random_sets("SMA_Crossover", len(grid_rows), box, seed=7), False),
+        ("Hybrid_VCP_Momentum", "random sets, all 30 parameters in their whole ranges", HYBRID_GRID,
+         random_sets("Hybrid_VCP_Momentum", hybrid_size, None, seed=7), False),
+    ]  # fmt: skip
+    out = []
+    for strategy, what, grid, sets, target in cases:
+        seconds = _interleaved(
+            {
+                "grid": partial(run_sweep, bars, strategy, grid, CONFIG),
+                "sets": partial(run_sets, bars, strategy, sets, CONFIG),
+            },
+            repeats,
+        )
+        cells = len(bars) * len(sets)
+        out.append(
+            {
+                "strategy": strategy,
+                "sets": what,
+                "combinations": len(sets),
+                "grid_s": seconds["grid"],
+                "sets_s": seconds["sets"],
+                "grid_bar_combos_per_s": cells / seconds["grid"],
+                "sets_bar_combos_per_s": cells / seconds["sets"],
+                "ratio": seconds["grid"] / seconds["sets"],
+                "target": target,
+            }
+        )
+    return out
+
+
 COLD_ENGINE = (
     "import backtesting_modules as bm;"
     "b = bm.synthetic_bars('KRW-BTC', periods=8760, seed=1);"
@@ -185,6 +281,15 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
             f"{h['validate_s_per_million'] * 1000:.1f} ms (validate_bars)",
             f"{h['hash_over_validate']:.2f}×",
         ],
+        *(
+            [
+                f"parameter sets: {c['strategy']}, {c['combinations']} {c['sets']} (bar·combinations/s)",
+                f"{c['sets_bar_combos_per_s'] / 1e6:,.1f} M (run_sets, {c['sets_s']:.2f} s)",
+                f"{c['grid_bar_combos_per_s'] / 1e6:,.1f} M (run_sweep of a grid, {c['grid_s']:.2f} s)",
+                f"{c['ratio']:.2f}×",
+            ]
+            for c in result["sets"]
+        ),
     ]
 
 
@@ -196,6 +301,12 @@ def render(result: dict[str, Any]) -> str:
         f"({'met' if s['engine_bar_combos_per_s'] >= 20e6 else 'missed'})",
         f"- cold start target ≤ 1.5 s: **{cs['engine_s']:.2f} s** "
         f"({'met' if cs['engine_s'] <= 1.5 else 'missed'})",
+        *(
+            f"- parameter sets target ≥ 0.8 × the grid's throughput, {c['strategy']} ({c['sets']}): "
+            f"**{c['ratio']:.2f}** ({'met' if c['ratio'] >= 0.8 else 'missed'})"
+            for c in result["sets"]
+            if c["target"]
+        ),
     ]
     return "\n".join(
         [
@@ -231,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": bench_latency(bars, repeats * 4),
         "cold_start": bench_cold_start(2 if args.quick else 5),
         "hashing": bench_hashing(200_000 if args.quick else 1_000_000, repeats + 1),
+        "sets": bench_sets(bars, repeats),
     }
     report = render(result)
     if args.out:

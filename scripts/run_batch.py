@@ -28,6 +28,8 @@ from backtesting_modules.pipeline.records import BatchRecord
 from opslib.batch.aws import deployed_submitter
 from opslib.batch.projection import project, render_projection
 from opslib.batch.reports import progress_line, write_reports
+from opslib.batch.search import SearchOutcome, SearchProgress, estimate_search, execute_search
+from opslib.batch.search_report import render_search_line, search_headline
 from opslib.batch.submitter import Submitter
 from opslib.batch.validation import ValidatedOutcome, execute_validated
 from opslib.batch.validation_report import render_validation_line, validation_headline
@@ -87,29 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: list[str]) -> dict[str, Any]:
     """Run the batch; its id is appended to `known` as soon as the bars are resolved (for Ctrl-C)."""
     started = time.monotonic()
-    interactive = sys.stderr.isatty() and not args.json
-
-    def progress(record: BatchRecord) -> None:
-        if interactive:
-            eprint(progress_line(record, started), end="\n" if record.complete else "")
-
-    def execute(submitter: Submitter, alive: Callable[[], bool] = lambda: True) -> ValidatedOutcome:
-        # Keep two jobs queued per consumer: local worker processes, or the worker's concurrency on AWS.
-        consumers = args.workers if args.target == "local" else stack.worker.concurrency
-        depth = max(2, 2 * consumers)
-        return execute_validated(
-            submitter,
-            spec,
-            args.resume,
-            depth=depth,
-            timeout_s=args.timeout,
-            salt=str(time.time_ns()) if args.rerun else "",
-            reuse=not args.rerun,
-            alive=alive,
-            on_batch=known.append,
-            on_progress=progress,
-        )
-
     if args.target == "local":
         # The worker processes start with the emulator, so their imports overlap the bars upload.
         # The embedded default keeps its tables and buckets in .local-aws/ between runs (docs/results.md).
@@ -118,9 +97,10 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         with LocalRuntime(
             stack, workers=args.workers, visibility_timeout_s=args.visibility_timeout, emulator=emulator
         ) as local:
-            outcome = execute(local.submitter(), local.alive)
+            outcome = execute(args, spec, stack, known, started, local.submitter(), local.alive)
     else:
-        outcome = execute(deployed_submitter(ClientFactory.from_environ(), stack))
+        submitter = deployed_submitter(ClientFactory.from_environ(), stack)
+        outcome = execute(args, spec, stack, known, started, submitter)
     summary = outcome.train.summary
     batch = outcome.train.batch_id
     conditions = [
@@ -130,7 +110,12 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
     ]
     if outcome.test is not None:
         conditions.append(("out-of-sample batch", outcome.test.batch_id))
-    report = write_reports(summary, Path(args.reports) / batch, conditions, outcome.document)
+    if isinstance(outcome, SearchOutcome):
+        report = write_reports(summary, Path(args.reports) / batch, conditions, None, outcome.document)
+        extra = search_json(outcome.document)
+    else:
+        report = write_reports(summary, Path(args.reports) / batch, conditions, outcome.document)
+        extra = {"validation": validation_headline(outcome.document)} if outcome.document else {}
     return {
         "batch_id": batch,
         "jobs_total": summary["jobs"]["total"],
@@ -140,12 +125,76 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         "backtests": summary["backtests"],
         "elapsed_s": round(time.monotonic() - started, 3),
         "report": str(report),
-        **({"validation": validation_headline(outcome.document)} if outcome.document else {}),
+        **extra,
+    }
+
+
+def execute(
+    args: argparse.Namespace,
+    spec: BatchSpec,
+    stack: StackConfig,
+    known: list[str],
+    started: float,
+    submitter: Submitter,
+    alive: Callable[[], bool] = lambda: True,
+) -> ValidatedOutcome | SearchOutcome:
+    """A search (waves sized to keep every consumer busy: docs/search.md) or a validated sweep."""
+    interactive = sys.stderr.isatty() and not args.json
+    # Local worker processes, or the worker's concurrency on AWS.
+    consumers = args.workers if args.target == "local" else stack.worker.concurrency
+    salt = str(time.time_ns()) if args.rerun else ""
+    if spec.searches:
+
+        def searched(record: SearchProgress) -> None:
+            if interactive:
+                line = search_progress_line(record, started, spec.ranking.metric)
+                eprint(line, end="\n" if record.stopped else "")
+
+        return execute_search(
+            submitter, spec, args.resume, consumers=consumers, timeout_s=args.timeout, salt=salt,
+            reuse=not args.rerun, alive=alive, on_batch=known.append, on_progress=searched,
+        )  # fmt: skip
+
+    def progress(record: BatchRecord) -> None:
+        if interactive:
+            eprint(progress_line(record, started), end="\n" if record.complete else "")
+
+    return execute_validated(
+        submitter, spec, args.resume, depth=max(2, 2 * consumers), timeout_s=args.timeout, salt=salt,
+        reuse=not args.rerun, alive=alive, on_batch=known.append, on_progress=progress,
+    )  # fmt: skip
+
+
+def search_progress_line(progress: SearchProgress, started: float, metric: str) -> str:
+    width = 30
+    filled = int(width * progress.trials / progress.budget) if progress.budget else width
+    best = f"{progress.best:.3f}" if progress.best is not None else "–"
+    return (
+        f"\r[{'#' * filled}{'.' * (width - filled)}] wave {progress.waves}, "
+        f"{progress.trials}/{progress.budget} trials, best {metric} {best}, "
+        f"{time.monotonic() - started:5.1f} s"
+    )
+
+
+def search_json(document: dict[str, Any]) -> dict[str, Any]:
+    """What --json carries of a search: trials run, waves, the best objective and each study's headline."""
+    studies = search_headline(document)
+    values = [s["best"]["value"] for s in studies if s["best"] is not None and s["best"]["value"] is not None]
+    best = (max(values) if document["maximize"] else min(values)) if values else None
+    return {
+        "trials": sum(s["trials"] for s in studies),
+        "waves": document["waves"],
+        "best": best,
+        "search": studies,
     }
 
 
 def estimate(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> int:
     """Plan the jobs (no emulator, no upload) and print the projection of the batch on AWS."""
+    if spec.searches:  # priced from the budget: every trial run on every scoring window
+        projection = estimate_search(spec, stack, throughput=args.throughput)
+        print(json.dumps(projection.to_json()) if args.json else render_projection(projection))
+        return 0
     bars = estimate_bars(spec)
     jobs = plan_jobs(spec, compute_batch_id(spec), bars=bars)  # described refs: counting jobs needs no bars
     backtests = count_backtests(spec)
@@ -199,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if "validation" in outcome:
             print(render_validation_line(outcome["validation"]))
+        if "search" in outcome:
+            print(render_search_line(outcome["search"]))
     return EXIT_OK if outcome["jobs_failed"] == 0 else EXIT_FAILED
 
 

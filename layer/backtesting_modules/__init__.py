@@ -4,6 +4,7 @@ Public API:
 - data: `load_bars`, `validate_bars`, `resample_bars`, `synthetic_bars`
 - strategies: `register`, `get_strategy`, `list_strategies`, `Strategy`, `Param`, `Constraint`
 - running: `run_backtest`, `run_sweep`, `rank_sweep`, `run_portfolio_backtest`, `BacktestResult`
+- lists of parameter sets (an adaptive search's trials): `run_sets`, `valid_sets`
 - windows and periods: `TradeWindow`, `PeriodReturns`, `compute_period_returns`
 - configuration: `StrategyConfig`
 - the original API: `create_integrated_backtester`, `run_single_strategy_backtest`, `KellyBacktester`,
@@ -22,6 +23,7 @@ from .config import StrategyConfig
 from .data import load_bars, resample_bars, synthetic_bars, validate_bars
 from .errors import BacktestError, ConfigError, DataError, StrategyError
 from .metrics import METRIC_NAMES, compute_metrics, legacy_metrics
+from .param_sets import run_sets, valid_sets
 from .portfolio import run_portfolio_backtest
 from .strategies import Constraint, Param, Strategy, get_strategy, list_strategies, register
 from .timezone import SessionGate, TimezoneBacktester, TimezoneMarketAnalyzer, TimezoneSettings
@@ -62,8 +64,10 @@ __all__ = [
     "resample_bars",
     "run_backtest",
     "run_portfolio_backtest",
+    "run_sets",
     "run_single_strategy_backtest",
     "run_sweep",
     "synthetic_bars",
+    "valid_sets",
     "validate_bars",
 ]

@@ -1,6 +1,7 @@
-"""The engine's public entry points: `run_backtest` (one parameter set) and `run_sweep` (a grid).
+"""The engine's public entry points: `run_backtest` (one parameter set) and `run_sweep` (a grid), and
+`sweep_table`, the sweep of any parameter table (`param_sets.run_sets` sweeps a list of sets with it).
 
-Both go through the same path: validate bars, compute signals for a block of parameter combinations, apply
+All go through the same path: validate bars, compute signals for a block of parameter combinations, apply
 the entry filters, simulate, build equity curves, compute metrics. A sweep row is therefore exactly the
 result `run_backtest` gives for those parameters.
 """
@@ -292,7 +293,7 @@ def _block_metrics(
     # A window's trades all lie in its bars: counted from its first bar, they give the window's curves.
     part = shift_trades(_combo_range(trades, start, stop), prepared.first)
     bars = prepared.metric_bars
-    equity = equity_curves(bars, part, stop - start, prepared.settings)
+    equity = _equity_curves(bars, part, stop - start, prepared.settings)
     cash, cost_rate = prepared.settings.initial_cash, prepared.settings.cost_rate
     # Buy and hold of the same bars with the same fees: one curve for every block of a sweep.
     benchmark = bars.memo(
@@ -307,6 +308,17 @@ def _block_metrics(
         benchmark=benchmark,
     )
     return metrics, equity
+
+
+def _equity_curves(bars: BarArrays, trades: TradeArrays, m: int, settings: SimSettings) -> np.ndarray:
+    """`equity_curves`, but the combinations after a block's last trade are flat at initial cash without
+    it: `equity_curves` indexes past its trades (IndexError) when a block's last combinations have none."""
+    traded = int(trades.combo[-1]) + 1 if trades.combo.size else m
+    if traded == m:
+        return equity_curves(bars, trades, m, settings)
+    equity = np.full((m, len(bars)), settings.initial_cash)
+    equity[:traded] = equity_curves(bars, trades, traded, settings).T
+    return equity.T  # F-ordered like equity_curves': each curve contiguous for the metrics
 
 
 def run_backtest(
@@ -395,10 +407,25 @@ def run_sweep(
     row labelled j).
     """
     spec = get_strategy(strategy)
-    config = config or StrategyConfig()
     if period_returns is not None:
         period_nanos(period_returns, "period_returns")  # refused before any work
     table, skipped = expand_grid(spec, grid, fixed)
+    return sweep_table(
+        bars, spec, table, config or StrategyConfig(), skipped, (block_cells, window, period_returns)
+    )
+
+
+def sweep_table(
+    bars: pd.DataFrame | BarArrays,
+    spec: Strategy,
+    table: ParamTable,
+    config: StrategyConfig,
+    skipped: int,
+    options: tuple[int, TradeWindow | None, str | None],
+) -> pd.DataFrame:
+    """The sweep of every combination of a full parameter table (`run_sweep`'s frame and attrs; `skipped`
+    goes to ``attrs["skipped"]``). `options`: block cells, trade window, period-returns frequency."""
+    block_cells, window, period_returns = options
     total = len(next(iter(table.values()))) if table else 1
     if total == 0:
         frame = pd.DataFrame(columns=[*spec.param_names])

@@ -174,7 +174,9 @@ def test_hash_is_stable_and_content_sensitive() -> None:
     assert len(spec_hash(one)) == 64
 
 
-@pytest.mark.parametrize(("name", "low", "high"), [("demo", 5_000, 20_000), ("benchmark", 100_000, 200_000)])
+@pytest.mark.parametrize(
+    ("name", "low", "high"), [("demo", 5_000, 20_000), ("benchmark", 100_000, 200_000), ("search", 600, 600)]
+)
 def test_shipped_batches_validate(name: str, low: int, high: int) -> None:
     spec = load_spec(ROOT / "batches" / f"{name}.yaml")
     assert low <= count_backtests(spec) <= high

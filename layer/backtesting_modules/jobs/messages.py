@@ -55,9 +55,10 @@ class JobMessage(TypedDict):
     window: NotRequired[list[str]]
     period_returns: NotRequired[str]
     min_trades: NotRequired[int]  # the batch's ranking.min_trades (the job's best row needs that many)
+    sets: NotRequired[list[dict[str, int | float]]]  # a search's trials: explicit parameter sets
 
 
-_OPTIONAL_JOB_FIELDS = ("window", "period_returns", "min_trades")
+_OPTIONAL_JOB_FIELDS = ("window", "period_returns", "min_trades", "sets")
 
 
 class RowWire(TypedDict):
@@ -145,6 +146,7 @@ JOB_SCHEMA: dict[str, Any] = {
         "window": {"type": "array", "items": _STR, "minItems": 2, "maxItems": 2},
         "period_returns": _STR,
         "min_trades": _INT0,
+        "sets": {"type": "array", "items": {"type": "object"}, "minItems": 1},
         "job_type": {"type": "string", "enum": [t.value for t in JobType]},
         "strategy": _STR,
         "symbols": {"type": "array", "items": _STR, "minItems": 1},
@@ -244,6 +246,8 @@ def job_message(job: Job) -> JobMessage:
         message["period_returns"] = job.period_returns
     if job.min_trades:
         message["min_trades"] = job.min_trades
+    if job.sets is not None:
+        message["sets"] = [dict(s) for s in job.sets]
     return message
 
 
@@ -280,6 +284,7 @@ def decode_job(body: str | bytes) -> Job:
         window=(raw["window"][0], raw["window"][1]) if "window" in raw else None,
         period_returns=raw.get("period_returns"),
         min_trades=raw.get("min_trades", 0),
+        sets=tuple(tuple(s.items()) for s in raw["sets"]) if "sets" in raw else None,
     )
 
 

@@ -97,6 +97,9 @@ class Job:
     # The batch's `ranking.min_trades`: the job's best row is the best with at least that many trades. Not
     # part of its content (the rows do not depend on it): a reused result keeps the best it was run with.
     min_trades: int = 0
+    # An adaptive search's trials (docs/search.md): explicit parameter sets, run in this order instead of
+    # the grid's range (then `grid` is empty and [start, stop) counts the sets).
+    sets: tuple[Pairs, ...] | None = None
 
     def fixed_params(self) -> dict[str, Any]:
         return dict(self.fixed)
@@ -123,6 +126,8 @@ class Job:
             content["window"] = list(self.window)
         if self.period_returns is not None:
             content["period_returns"] = self.period_returns
+        if self.sets is not None:
+            content["sets"] = [dict(s) for s in self.sets]
         return content
 
 
@@ -345,4 +350,36 @@ def plan_test_jobs(
         job = _job(spec, batch, item, (winner.symbol,), tile, resolved)
         window = (fold.test_start.isoformat(), fold.test_stop.isoformat())
         jobs.append(with_window(job, window, spec.validation.returns_period))
+    return jobs
+
+
+# ------------------------------------------------------------------------------------- search trials
+
+
+def plan_set_jobs(
+    spec: BatchSpec,
+    batch: str,
+    item: StrategySpec,
+    symbol: str,
+    ref: DataRef | str,
+    sets: Sequence[Pairs],
+    *,
+    per_job: int,
+    window: tuple[str, str] | None = None,
+) -> list[Job]:
+    """A search wave's trials as jobs of at most `per_job` explicit parameter sets each, in order, traded
+    on `window` (a fold's test window) or all the bars; each keeps its per-period returns (the
+    validation's `returns_period`: the search's deflated Sharpe ratios need them, validated or not)."""
+    jobs = []
+    for start in range(0, len(sets), max(1, per_job)):
+        chunk = tuple(sets[start : start + max(1, per_job)])
+        draft = replace(
+            _job(spec, batch, item, (symbol,), (), {symbol: str(ref)}),
+            start=0,
+            stop=len(chunk),
+            sets=chunk,
+            window=window,
+            period_returns=spec.validation.returns_period,
+        )
+        jobs.append(replace(draft, job_id=job_id(draft.content())))
     return jobs

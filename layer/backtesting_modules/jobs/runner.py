@@ -24,6 +24,7 @@ from ..backtest import run_backtest, run_sweep
 from ..config import StrategyConfig
 from ..errors import BacktestError
 from ..metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from ..param_sets import run_sets
 from ..portfolio import run_portfolio_backtest
 from ..strategies import Strategy, get_strategy
 from ..timezone import SessionGate, TimezoneBacktester
@@ -208,6 +209,8 @@ def _sweep_columns(
     window = TradeWindow.from_strings(*job.window) if job.window is not None else None
     # The period is spelled like a timeframe (1d, 4h); pandas spells its bins 1D, 4h.
     freq = to_offset(timeframe_delta(job.period_returns)).freqstr if job.period_returns else None
+    if job.sets is not None:  # a search's trials: explicit sets, in their order
+        return _set_columns(job, frame, config, symbol, window, freq)
     parts, returns = [], []
     for box in compute_boxes(job.grid, job.start, job.stop):
         sweep = run_sweep(frame, job.strategy, box, config, fixed=fixed, window=window, period_returns=freq)
@@ -222,6 +225,26 @@ def _sweep_columns(
         return columns, None
     values = np.concatenate([r.values for r in returns], axis=1)  # every box has the same periods
     return columns, (job.period_returns, returns[0].starts, values)
+
+
+def _set_columns(
+    job: Job,
+    frame: pd.DataFrame,
+    config: StrategyConfig,
+    symbol: str,
+    window: TradeWindow | None,
+    freq: str | None,
+) -> tuple[ResultColumns, PeriodReturnsTuple | None]:
+    sets = [dict(s) for s in job.sets or ()]
+    fixed = job.fixed_params()
+    swept = run_sets(frame, job.strategy, sets, config, fixed=fixed, window=window, period_returns=freq)
+    names = [n for n in get_strategy(job.strategy).param_names if n in swept.columns]
+    metrics = [m for m in METRIC_NAMES if m in swept.columns]
+    columns = compute_columns_from_frame(swept, job.strategy, symbol, names, metrics)
+    kept = swept.attrs.get("period_returns")
+    if job.period_returns is None or kept is None:
+        return columns, None
+    return columns, (job.period_returns, kept.starts, kept.values)
 
 
 def sweep_rows(sweep: pd.DataFrame, strategy: str, symbol: str, param_names: list[str]) -> list[Row]:

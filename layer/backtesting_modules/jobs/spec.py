@@ -3,7 +3,8 @@
 The public face of the spec, in three modules that import one another in one direction only:
 
 - `spec_model`: the spec's format as data (`BatchSpec`, `StrategySpec`, `DataSpec`, `Ranking`, `JobType`,
-  `Priority`, `DataSource`, `JobError`, `SpecError`), the grid semantics (lists or ``"start:stop:step"``
+  `Priority`, `DataSource`, `JobError`, `SpecError`, the `search:` of a strategy: `SearchSpec`,
+  `SearchRange`, `SearchMethod`), the grid semantics (lists or ``"start:stop:step"``
   with an inclusive stop, expanded in the engine's order: `combo_table`, `valid_positions`), the count of
   backtests a spec asks for (`count_backtests`, `estimate_bars`) and the spec's content hash (`spec_hash`,
   `data_hash`);
@@ -36,6 +37,9 @@ from .spec_model import (
     Priority,
     Ranking,
     Scalar,
+    SearchMethod,
+    SearchRange,
+    SearchSpec,
     SpecError,
     StrategySpec,
     ValidationKind,
@@ -73,6 +77,9 @@ __all__ = [
     "Priority",
     "Ranking",
     "Scalar",
+    "SearchMethod",
+    "SearchRange",
+    "SearchSpec",
     "SpecError",
     "StrategySpec",
     "ValidationKind",

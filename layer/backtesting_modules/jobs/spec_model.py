@@ -75,13 +75,70 @@ class DataSource(Enum):
     EXCHANGE = "exchange"
 
 
+class SearchMethod(Enum):
+    """Optuna's samplers (on the driver only): TPE, CMA-ES, random, quasi-Monte Carlo (Sobol)."""
+
+    TPE = "tpe"
+    CMAES = "cmaes"
+    RANDOM = "random"
+    QMC = "qmc"
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """Where a searched parameter may go: [low, high], on a log scale, or in steps of `step`."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """An adaptive search instead of a grid (`search:`; docs/search.md): `trials` parameter sets asked of
+    the sampler `wave` at a time (None: as many as keep every worker busy), stopping after `patience`
+    waves without a better objective. `space` holds every searched parameter's range: those the spec
+    named, the others from the strategy's `Param` ranges; fixed ones are the strategy's `params`."""
+
+    method: SearchMethod
+    trials: int
+    space: tuple[tuple[str, SearchRange], ...]
+    seed: int = 0
+    wave: int | None = None
+    patience: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method.value,
+            "trials": self.trials,
+            "seed": self.seed,
+            "space": {name: r.to_dict() for name, r in self.space},
+        }
+        if self.wave is not None:
+            out["wave"] = self.wave
+        if self.patience is not None:
+            out["patience"] = self.patience
+        return out
+
+
 @dataclass(frozen=True)
 class StrategySpec:
-    """One strategy of a batch: its grid axes (coerced values, YAML order) and fixed parameters."""
+    """One strategy of a batch: its grid axes (coerced values, YAML order) and fixed parameters, or — for
+    an adaptive search — its search (then the grid is empty)."""
 
     name: str
     grid: GridAxes = ()
     params: Pairs = ()
+    search: SearchSpec | None = None
 
     def grid_dict(self) -> dict[str, list[Scalar]]:
         return {name: list(values) for name, values in self.grid}
@@ -223,6 +280,11 @@ class BatchSpec:
     max_backtests: int = DEFAULT_MAX_BACKTESTS
     validation: ValidationSpec = NO_VALIDATION  # the parser sets a holdout for PARAMETER_OPTIMIZATION
 
+    @property
+    def searches(self) -> bool:
+        """An adaptive search (every strategy has `search:`; the parser refuses a mix with grids)."""
+        return any(item.search is not None for item in self.strategies)
+
     def config_overrides(self) -> dict[str, Any]:
         return dict(self.config)
 
@@ -234,14 +296,7 @@ class BatchSpec:
         return {
             "name": self.name,
             "job_type": self.job_type.value,
-            "strategies": [
-                {
-                    "name": s.name,
-                    "grid": [[name, list(values)] for name, values in s.grid],
-                    "params": dict(s.params),
-                }
-                for s in self.strategies
-            ],
+            "strategies": [_strategy_dict(s) for s in self.strategies],
             "symbols": list(self.symbols),
             "data": self.data.to_dict(),
             "config": dict(self.config),
@@ -250,6 +305,13 @@ class BatchSpec:
             "limits": {"max_backtests": self.max_backtests},
             "validation": self.validation.to_dict(),
         }
+
+
+def _strategy_dict(item: StrategySpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": item.name, "params": dict(item.params)}
+    if item.search is not None:
+        return {**out, "search": item.search.to_dict()}
+    return {**out, "grid": [[name, list(values)] for name, values in item.grid]}
 
 
 # --------------------------------------------------------------------------------------------- hashing
@@ -312,7 +374,9 @@ def valid_positions(strategy: Strategy, grid: GridAxes, fixed: Mapping[str, Any]
 
 
 def count_combinations(item: StrategySpec) -> int:
-    """Valid parameter combinations of one strategy entry (constraints applied)."""
+    """Valid parameter combinations of one strategy entry (constraints applied); a search's budget."""
+    if item.search is not None:
+        return item.search.trials
     return len(valid_positions(get_strategy(item.name), item.grid, item.params_dict()))
 
 

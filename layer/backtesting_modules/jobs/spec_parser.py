@@ -55,6 +55,7 @@ from .spec_model import (
     timeframe_delta,
     valid_positions,
 )
+from .spec_search import parse_search
 from .spec_validation import parse_validation
 
 _TOP_KEYS = (
@@ -70,7 +71,7 @@ _TOP_KEYS = (
     "validation",
 )
 _REQUIRED_TOP = ("name", "job_type", "strategies", "symbols", "data")
-_STRATEGY_KEYS = ("name", "grid", "params")
+_STRATEGY_KEYS = ("name", "grid", "params", "search")
 _DATA_KEYS: dict[str, tuple[str, ...]] = {
     "synthetic": ("source", "seed", "periods", "freq", "start", "since", "until"),
     "files": ("source", "paths", "pattern", "timeframe", "bars", "since", "until", "gaps"),
@@ -117,10 +118,23 @@ def _parse(raw: Any) -> BatchSpec:
     if not items:
         raise _FieldError("strategies", "is empty; list at least one strategy, e.g. [{name: SMA_Crossover}].")
     strategies = tuple(_strategy(item, f"strategies[{i}]", job_type) for i, item in enumerate(items))
+    _check_one_kind(strategies)
     validation = parse_validation(top.get("validation"), "validation", job_type, strategies, ranking)
     spec = BatchSpec(name, job_type, strategies, symbols, data, config, priority, ranking, limit, validation)
     _check_limit(spec)
     return spec
+
+
+def _check_one_kind(strategies: tuple[StrategySpec, ...]) -> None:
+    """A batch searches or sweeps grids: a search's batch grows wave by wave (docs/search.md)."""
+    searched = [i for i, s in enumerate(strategies) if s.search is not None]
+    if searched and len(searched) < len(strategies):
+        swept = next(i for i, s in enumerate(strategies) if s.search is None)
+        raise _FieldError(
+            f"strategies[{swept}]",
+            f"sweeps a grid while strategies[{searched[0]}] searches; a batch does one or the other: give "
+            f"strategies[{swept}] a search: section too, or run its grid in another batch.",
+        )
 
 
 def _check_limit(spec: BatchSpec) -> None:
@@ -153,6 +167,8 @@ def _strategy(raw: Any, path: str, job_type: JobType) -> StrategySpec:
     fixed = _engine_values(
         strategy, _mapping(item.get("params") or {}, f"{path}.params", "a mapping"), f"{path}.params"
     )
+    if "search" in item:
+        return _searched(item, path, strategy, fixed, job_type)
     grid_raw = _mapping(item.get("grid") or {}, f"{path}.grid", "a mapping {param: list | 'start:stop:step'}")
     axes = []
     for key, value in grid_raw.items():
@@ -182,6 +198,29 @@ def _strategy(raw: Any, path: str, job_type: JobType) -> StrategySpec:
             f"({', '.join(c.description for c in strategy.constraints)}); widen the ranges.",
         )
     return spec
+
+
+def _searched(
+    item: Mapping[str, Any], path: str, strategy: Strategy, fixed: dict[str, Scalar], job_type: JobType
+) -> StrategySpec:
+    """A strategy entry with `search:` instead of `grid:` (a PARAMETER_OPTIMIZATION batch only)."""
+    if "grid" in item:
+        raise _FieldError(f"{path}.search", "and grid both given; search a space or sweep a grid, not both.")
+    if job_type is not JobType.PARAMETER_OPTIMIZATION:
+        raise _FieldError(
+            f"{path}.search",
+            f"searches parameters; a {job_type.value} batch runs given ones: use job_type "
+            "PARAMETER_OPTIMIZATION.",
+        )
+    search, pinned = parse_search(item["search"], f"{path}.search", strategy, fixed)
+    params = {**fixed, **pinned}
+    try:
+        resolve_params(strategy, params)
+    except BacktestError as exc:
+        raise _FieldError(
+            f"{path}.params", f"{exc} Change params so the defaults plus params are valid."
+        ) from exc
+    return StrategySpec(strategy.name, (), tuple(params.items()), search)
 
 
 def _engine_values(strategy: Strategy, values: Mapping[str, Any], path: str) -> dict[str, Scalar]:

@@ -79,6 +79,7 @@ def batch_item(batch: BatchRecord) -> dict[str, dict[str, str]]:
         "ranking_metric": text(batch.ranking_metric),
         "top_n": number(batch.top_n),
         "min_trades": number(batch.min_trades),
+        "growing": number(1 if batch.growing else 0),
         "planned_backtests": number(batch.planned_backtests),
         "data": text(batch.data),
     }
@@ -133,6 +134,8 @@ def batch_record(item: Mapping[str, Mapping[str, Any]]) -> BatchRecord:
     values = {k: v for k, v in plain(item).items() if k in _BATCH_FIELDS}
     if "status" in values:
         values["status"] = BatchStatus(values["status"])
+    if "growing" in values:
+        values["growing"] = bool(values["growing"])
     return BatchRecord(**values)
 
 

@@ -42,6 +42,9 @@ class BatchRecord:
     ranking_metric: str = DEFAULT_RANKING_METRIC
     top_n: int = DEFAULT_TOP_N
     min_trades: int = 0  # variants with fewer trades are listed apart (`ranking.min_trades`)
+    # A search adds its jobs a wave at a time: while `growing`, a fully counted batch is not completed
+    # (the driver closes it after the last wave, then completes it).
+    growing: bool = False
     planned_backtests: int = 0
     finished_at: str | None = None
     summary_key: str | None = None

@@ -213,6 +213,29 @@ class Store:
         for item in self._query(request, values, page_size, what="listing batches"):
             yield batch_record(item)
 
+    def grow_batch(self, batch_id: str, jobs: int, backtests: int) -> None:
+        """Count `jobs` more jobs (and their backtests) in a growing batch (a search's next wave)."""
+        self._call(
+            "dynamodb",
+            "update_item",
+            TableName=self.table,
+            Key=batch_key(batch_id),
+            UpdateExpression="ADD total_jobs :n, planned_backtests :b",
+            ExpressionAttributeValues={":n": number(jobs), ":b": number(backtests)},
+        )
+
+    def close_batch(self, batch_id: str, jobs: int, backtests: int) -> None:
+        """A growing batch gets no more jobs: its totals are set to what it holds (a resumed search may have
+        grown it twice for the same wave) and it completes once they are all counted."""
+        self._call(
+            "dynamodb",
+            "update_item",
+            TableName=self.table,
+            Key=batch_key(batch_id),
+            UpdateExpression="SET growing = :no, total_jobs = :n, planned_backtests = :b",
+            ExpressionAttributeValues={":no": number(0), ":n": number(jobs), ":b": number(backtests)},
+        )
+
     def is_counted(self, batch_id: str) -> bool:
         """Every job of the batch has a terminal outcome (counters only grow, so True stays True)."""
         return self.get_batch(batch_id).counted
@@ -226,13 +249,15 @@ class Store:
                 TableName=self.table,
                 Key=batch_key(batch_id),
                 UpdateExpression="SET #s = :complete, finished_at = :now, summary_key = :key",
-                ConditionExpression="#s = :running",
+                # A growing batch (a search between waves) is not complete however many jobs are counted.
+                ConditionExpression="#s = :running AND (attribute_not_exists(growing) OR growing = :no)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":complete": text(BatchStatus.COMPLETE),
                     ":running": text(BatchStatus.RUNNING),
                     ":now": text(now_iso()),
                     ":key": text(summary_key),
+                    ":no": number(0),
                 },
             )
         except ClientError as exc:

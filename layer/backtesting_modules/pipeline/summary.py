@@ -36,7 +36,7 @@ def complete_batch(store: Store, batch_id: str) -> BatchRecord | None:
     """Write the summary and flip the batch to COMPLETE once every job is counted; the completed record for
     the one caller that flipped it, else None (not counted yet, or completed already)."""
     batch = store.get_batch(batch_id)
-    if batch.complete or not batch.counted:
+    if batch.complete or not batch.counted or batch.growing:
         return None
     key = names.summary_key(batch_id, datetime.fromisoformat(batch.created_at))
     store.put_json(key, summarize(store, batch))

@@ -16,6 +16,7 @@ from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import render_batch
 
+from .search_report import render_search, search_headline
 from .validation_report import render_validation, validation_headline
 
 
@@ -34,12 +35,16 @@ def write_reports(
     out_dir: Path,
     conditions: Iterable[tuple[str, str]],
     validation: dict[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
 ) -> Path:
     """reports/<batch_id>/report.md, results.csv (the top rows), summary.json and, for a validated sweep,
     validation.json; returns report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # For a validated sweep, summary.json also carries the out-of-sample figures per strategy and symbol.
     kept = summary if validation is None else {**summary, "validation": validation_headline(validation)}
+    if search is not None:  # a search's summary.json carries its best trials and their deflated Sharpe
+        kept = {**kept, "search": search_headline(search)}
+        (out_dir / "search.json").write_text(json.dumps(search, indent=2), encoding="utf-8")
     (out_dir / "summary.json").write_text(json.dumps(kept, indent=2), encoding="utf-8")
     if validation is not None:
         (out_dir / "validation.json").write_text(json.dumps(validation, indent=2), encoding="utf-8")
@@ -53,7 +58,7 @@ def write_reports(
                 [r["strategy"], r["symbol"], json.dumps(r["params"]), *[r["metrics"].get(m) for m in metrics]]
             )
     path = out_dir / "report.md"
-    path.write_text(render_report(summary, conditions, validation), encoding="utf-8")
+    path.write_text(render_report(summary, conditions, validation, search), encoding="utf-8")
     return path
 
 
@@ -61,14 +66,19 @@ def render_report(
     summary: dict[str, Any],
     conditions: Iterable[tuple[str, str]],
     validation: dict[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
 ) -> str:
     """The markdown report of a completed batch from its summary: for a validated sweep first the
-    out-of-sample view (`validation_report`), then the best rows by the ranking metric (in sample),
-    per-strategy and per-symbol aggregates, failed jobs, the bars, and the run's conditions."""
+    out-of-sample view (`validation_report`), for a search first its section (`search_report`), then the
+    best rows by the ranking metric (in sample), per-strategy and per-symbol aggregates, failed jobs, the
+    bars, and the run's conditions."""
     text = _render_in_sample(summary, conditions, validated=validation is not None)
     if validation is not None:
         head, sep, rest = text.partition("\n## ")
         text = head + "\n" + render_validation(validation) + sep + rest
+    if search is not None:
+        head, sep, rest = text.partition("\n## ")
+        text = head + "\n" + render_search(search) + sep + rest
     return text
 
 

@@ -60,8 +60,10 @@ class Submitter:
         prepared: PreparedData,
         *,
         name: str | None = None,
+        growing: bool = False,
     ) -> bool:
-        """Write the batch record (named `name`, the spec's name by default) and its jobs' PENDING records;
+        """Write the batch record (named `name`, the spec's name by default) and its jobs' PENDING records
+        (`growing`: a search's batch, its jobs added wave by wave: `Store.grow_batch`, `Store.close_batch`);
         False when the batch existed (a resume: nothing of it is overwritten, and it must have been planned
         on the same bars)."""
         created = self.store.create_batch(
@@ -77,6 +79,7 @@ class Submitter:
                 min_trades=spec.ranking.min_trades,
                 planned_backtests=sum(_job_size(j) for j in jobs),
                 data=bars_facts_json(prepared.facts),
+                growing=growing,
             )
         )
         if not created:

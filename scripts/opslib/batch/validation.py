@@ -26,6 +26,7 @@ from backtesting_modules.jobs.spec import (
     DEFAULT_PBO_BLOCKS,
     BatchSpec,
     DataSource,
+    StrategySpec,
     count_combinations,
     sha256_hex,
     timeframe_delta,
@@ -162,7 +163,23 @@ def _common_span(
 
 def _warmup(spec: BatchSpec) -> int:
     """The most bars any combination of the spec needs before its first signal."""
-    return max(grid_warmup(item.name, item.grid_dict(), item.params_dict()) for item in spec.strategies)
+    return max(_item_warmup(item) for item in spec.strategies)
+
+
+def _item_warmup(item: StrategySpec) -> int:
+    """A grid's most warm-up; for a search, the most of its space's lows and highs (a longer lookback
+    never needs fewer bars)."""
+    if item.search is None:
+        return grid_warmup(item.name, item.grid_dict(), item.params_dict())
+    strategy = get_strategy(item.name)
+    corners = []
+    for pick in (0, 1):
+        grid = {}
+        for name, space in item.search.space:
+            value = (space.low, space.high)[pick]
+            grid[name] = [round(value) if strategy.param(name).kind is int else value]
+        corners.append(grid_warmup(item.name, grid, item.params_dict()))
+    return max(corners)
 
 
 def grid_warmup(strategy_name: str, grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any]) -> int:
