@@ -189,14 +189,15 @@ def cmd_show(args: argparse.Namespace, history: History) -> int:
             )
         return 0
     summary = history.summary(record)
-    validation = history.validation(record)
+    validation, search = history.validation(record), history.search(record)
     if args.json:
-        print(json.dumps({"batch": record.to_json(), "summary": summary, "validation": validation}))
+        shown = {"batch": record.to_json(), "summary": summary, "validation": validation}
+        print(json.dumps({**shown, "search": search} if search is not None else shown))
     else:
-        text = render_report(summary, record, args.target, validation)
+        text = render_report(summary, record, args.target, validation, search)
         if args.reports:
             conditions = report_conditions(summary, record, args.target)
-            write_reports(summary, Path(args.reports), conditions, validation)
+            write_reports(summary, Path(args.reports), conditions, validation, search)
         print(text, end="")
     return 0
 

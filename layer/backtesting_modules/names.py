@@ -125,5 +125,10 @@ def validation_key(batch_id: str) -> str:
     return f"validation/{batch_id}.json"
 
 
+def search_key(batch_id: str) -> str:
+    """The search document of an adaptive search's batch (docs/search.md)."""
+    return f"search/{batch_id}.json"
+
+
 def summary_key(batch_id: str, created: datetime) -> str:
     return f"summaries/{created:%Y/%m/%d}/{batch_id}.json"

@@ -5,21 +5,26 @@ document (convergence, importances, deflated Sharpe from the trials run, ranges 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from backtesting_modules import get_strategy
+from backtesting_modules import get_strategy, names
 from backtesting_modules.jobs.spec import BatchSpec, parse_spec
 from backtesting_modules.param_sets import valid_sets
 from opslib.batch.reports import render_report
-from opslib.batch.search import SearchOutcome, execute_search, search_key
+from opslib.batch.search import SearchOutcome, execute_search
 from opslib.batch.submitter import Submitter
 from opslib.errors import BatchIncompleteError
+from opslib.history.queries import History
 from opslib.local.emulator import Emulator
 from opslib.local.testbed import Testbed
+from tests.script_loader import load_script
+
+results_cli = load_script("results")
 
 STRATEGIES = (
     "SMA_Crossover",
@@ -103,7 +108,7 @@ def test_a_search_runs_in_waves_scores_out_of_sample_and_stores_every_trial(bed:
     assert set(found["importances"]) == {"fast", "slow"}
     fast = get_strategy("SMA_Crossover").param("fast")
     assert found["ranges"]["fast"]["allowed"] == [float(fast.low), float(fast.high)]
-    assert bed.store.get_json(search_key(outcome.train.batch_id)) == document
+    assert bed.store.get_json(names.search_key(outcome.train.batch_id)) == document
     assert outcome.train.summary["ranking"]["top"]  # the summary ranks the trials like any batch's rows
     text = render_report(outcome.train.summary, [("spec", "test")], None, document)
     assert "## Search" in text and "Convergence" in text
@@ -182,3 +187,25 @@ def test_a_dead_pool_stops_the_search_naming_the_resume(bed: Testbed) -> None:
     with pytest.raises(BatchIncompleteError, match="--resume"):
         fresh = {**SMA, "search": {**SMA["search"], "seed": 1234}}  # trials no earlier test ran
         execute_search(submitter, search_spec([fresh]), consumers=2, timeout_s=60, alive=lambda: False)
+
+
+def test_results_cli_ranks_shows_and_exports_a_search_unchanged(
+    capsys: pytest.CaptureFixture[str], bed: Testbed, tmp_path: Any
+) -> None:
+    outcome = run(bed, search_spec([SMA]))
+    batch = outcome.train.batch_id
+    history = History(bed.store)
+
+    def cli(*args: str) -> Any:
+        code = results_cli.main([*args, "--json"], history=history)
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return json.loads(out.out)
+
+    top = cli("top", batch, "-n", "5")["top"]
+    assert len(top) == 5 and {"fast", "slow"} <= set(top[0]["params"])
+    shown = cli("show", batch)
+    assert shown["search"] == outcome.document and shown["summary"]["batch_id"] == batch
+    code = results_cli.main(["show", batch, "--reports", str(tmp_path)], history=history)
+    assert code == 0 and "## Search" in capsys.readouterr().out
+    assert json.loads((tmp_path / "search.json").read_text()) == outcome.document

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from backtesting_modules import names
 from backtesting_modules.jobs.messages import encode_job
 from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, DEFAULT_THROUGHPUT, Job, plan_set_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
@@ -93,7 +94,8 @@ class _Wave:
 
 def wave_size(spec: BatchSpec, item: StrategySpec, consumers: int, units: int, bars: int) -> int:
     """Trials per wave of one study: the spec's `wave`, or enough that every consumer runs about
-    WAVE_SECONDS of engine time per wave (at least two jobs each), at most a fifth of the budget."""
+    WAVE_SECONDS of engine time per wave (at least a trial each), but at most a fifth of the budget: the
+    sampler must learn between waves, so a budget under five times the consumers leaves some idle."""
     search = item.search
     assert search is not None
     if search.wave is not None:
@@ -101,8 +103,7 @@ def wave_size(spec: BatchSpec, item: StrategySpec, consumers: int, units: int, b
     per_trial_s = max(1, bars) / DEFAULT_THROUGHPUT
     studies = len(spec.symbols) * sum(1 for s in spec.strategies if s.search is not None)
     busy = math.ceil(WAVE_SECONDS * consumers / (per_trial_s * units * max(1, studies)))
-    cap = max(2 * consumers, math.ceil(search.trials / MIN_WAVES))
-    return max(1, min(search.trials, max(2 * consumers, min(busy, cap))))
+    return max(1, min(search.trials, max(consumers, busy), math.ceil(search.trials / MIN_WAVES)))
 
 
 def sets_per_job(wave: int, consumers: int, units: int, bars: int, target_seconds: float) -> int:
@@ -328,16 +329,12 @@ def execute_search(
     record = _close(driver, deadline, alive)
     summary = driver.store.get_summary(record)
     document = compute_search_document(driver)
-    driver.store.put_json(search_key(batch), document)
+    driver.store.put_json(names.search_key(batch), document)
     if on_progress is not None:
         on_progress(driver.progress(stopped=True))
     elapsed = time.monotonic() - started
     outcome = BatchOutcome(batch, driver.jobs, data.bars, record, summary, elapsed, 0)
     return SearchOutcome(outcome, document)
-
-
-def search_key(batch_id: str) -> str:
-    return f"search/{batch_id}.json"
 
 
 def _drive(

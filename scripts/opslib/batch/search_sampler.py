@@ -139,9 +139,11 @@ class SearchStudy:
         return max(0, self.search.trials - self.asked)
 
     def ask_wave(self, size: int) -> list[TrialRecord]:
-        """Up to `size` new trials (fewer when the budget ends) that satisfy the strategy's constraints; the
-        others are told FAIL as they come (not counted). A BatchInputError when the constraints reject
-        almost every point of the space (the space should be narrowed)."""
+        """Up to `size` new trials (fewer when the budget ends, none once patience is spent) that satisfy
+        the strategy's constraints; the others are told FAIL as they come (not counted). A BatchInputError
+        when the constraints reject almost every point of the space (the space should be narrowed)."""
+        if self.patience_spent:
+            return []
         wanted = min(size, self.budget_left)
         wave: list[TrialRecord] = []
         asks = 0

@@ -140,6 +140,15 @@ class History:
             document: dict[str, Any] = self.store.get_json(key)
         return document
 
+    def search(self, record: BatchRecord) -> dict[str, Any] | None:
+        """An adaptive search's document (docs/search.md), None for a batch that is not a search."""
+        key = names.search_key(record.batch_id)
+        with _reading(f"reading the search of batch {record.batch_id}", self.store.bucket):
+            if not self.store.has_object(key):
+                return None
+            document: dict[str, Any] = self.store.get_json(key)
+        return document
+
     # --- jobs and results -----------------------------------------------------------------------------
 
     def jobs(

@@ -71,11 +71,13 @@ def render_report(
     record: BatchRecord,
     target: str,
     validation: Mapping[str, Any] | None = None,
+    search: Mapping[str, Any] | None = None,
 ) -> str:
-    """The batch report run_batch.py writes (its out-of-sample view first for a validated sweep), with the
-    conditions a stored batch still knows."""
+    """The batch report run_batch.py writes (its out-of-sample view first for a validated sweep, its search
+    section first for a search), with the conditions a stored batch still knows."""
     document = dict(validation) if validation is not None else None
-    return render_batch_report(dict(summary), report_conditions(summary, record, target), document)
+    searched = dict(search) if search is not None else None
+    return render_batch_report(dict(summary), report_conditions(summary, record, target), document, searched)
 
 
 def render_validated_top(record: BatchRecord, rows: Sequence[Mapping[str, Any]], metric: str) -> str:
