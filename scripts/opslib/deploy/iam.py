@@ -221,7 +221,8 @@ def batch_submitter_policy(
     reuse stored results of earlier batches (read the reuse index, record the outcome, write a digest for
     the batch's top N, and the summary when every job was reused), send jobs (reading queue depth to send
     in waves), follow progress and download the summary, write and read a validated sweep's document
-    (validation/); and `scripts/results.py --target aws`: list
+    (validation/) and an adaptive search's (search/; a search grows and closes its batch record with
+    UpdateItem and reads its waves' result bodies); and `scripts/results.py --target aws`: list
     batches (the batches-by-created index) and read stored results. It cannot receive jobs, write results
     bodies or change any resource."""
     account = _account(account_id)
@@ -243,6 +244,7 @@ def batch_submitter_policy(
                     objects_arn(names.bucket, "summaries/"),
                     objects_arn(names.bucket, "results/"),
                     objects_arn(names.bucket, "validation/"),
+                    objects_arn(names.bucket, "search/"),
                 ],
             ),
             _statement(
