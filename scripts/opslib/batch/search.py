@@ -366,10 +366,16 @@ def _drive(
 def _wait(
     driver: SearchDriver, wave: _Wave, deadline: float, alive: Callable[[], bool], started: float
 ) -> dict[str, JobRecord]:
+    """The wave's job records once all are terminal. Between checks only the batch record is read (one
+    GetItem): the job records are listed again only when its counters moved."""
+    counted = -1
     while True:
-        records = driver.finished(wave)
-        if records is not None:
-            return records
+        done = driver.store.get_batch(driver.batch).done
+        if done != counted:
+            counted = done
+            records = driver.finished(wave)
+            if records is not None:
+                return records
         _check(driver.batch, deadline, alive)
         time.sleep(POLL_S)
 

@@ -64,6 +64,7 @@ def _study(driver: SearchDriver, key: tuple[str, str], study: SearchStudy) -> di
         "states": counts,
         "waves": study.waves,
         "stopped": stopped,
+        "sampler_seconds": round(study.sampler_s, 3),
         "best": _best(study, returns),
         "convergence": study.best_by_trial,
         "importances": study.importances(),

@@ -43,7 +43,7 @@ def render_study(study: Mapping[str, Any], document: Mapping[str, Any]) -> str:
         f"(stopped by {study['stopped']}); {states.get('complete', 0):,} scored, "
         f"{states.get('few_trades', 0):,} with too few trades, {states.get('failed', 0):,} failed; "
         f"{study['pruned_by_constraints']:,} proposals rejected by the strategy's constraints (not run, "
-        "not counted).",
+        f"not counted). The sampler took {study.get('sampler_seconds', 0.0):.1f} s of the driver's time.",
     ]
     best = study["best"]
     if not best:

@@ -17,6 +17,7 @@ it has no objective a trader could rank by, and TPE ranks pruned trials below ev
 from __future__ import annotations
 
 import math
+import time
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -129,6 +130,7 @@ class SearchStudy:
         self.best_by_trial: list[float | None] = []  # the best objective after each counted trial is told
         self.waves = 0
         self.stale_waves = 0  # waves told in a row without a better objective (the patience rule)
+        self.sampler_s = 0.0  # the driver's time in this study's asks and tells (the sampler's own cost)
 
     @property
     def asked(self) -> int:
@@ -144,6 +146,13 @@ class SearchStudy:
         when the constraints reject almost every point of the space (the space should be narrowed)."""
         if self.patience_spent:
             return []
+        began = time.perf_counter()
+        try:
+            return self._ask(size)
+        finally:
+            self.sampler_s += time.perf_counter() - began
+
+    def _ask(self, size: int) -> list[TrialRecord]:
         wanted = min(size, self.budget_left)
         wave: list[TrialRecord] = []
         asks = 0
@@ -171,6 +180,7 @@ class SearchStudy:
     def tell_wave(self, wave: list[TrialRecord]) -> bool:
         """Tell every trial of a finished wave, in trial order (`state` and `objective` filled in by the
         caller); returns whether the wave improved the best objective."""
+        began = time.perf_counter()
         before = self.best_value()
         for record in sorted(wave, key=lambda r: r.number):
             trial = self._open.pop(record.number)
@@ -184,6 +194,7 @@ class SearchStudy:
         after = self.best_value()
         improved = after is not None and (before is None or self._better(after, before))
         self.stale_waves = 0 if improved else self.stale_waves + 1
+        self.sampler_s += time.perf_counter() - began
         return improved
 
     def _better(self, a: float, b: float) -> bool:
