@@ -159,9 +159,16 @@ def render_search_line(headline: list[Mapping[str, Any]]) -> str:
         lines.append(
             f"best of {entry['trials']} trials, {entry['strategy']} on {entry['symbol']}: "
             f"{entry['objective']} {_number(best['value'], 3)}, deflated Sharpe "
-            f"{_percent(best['deflated_sharpe'])} ({_params(best['params'])})"
+            f"{_percent(best['deflated_sharpe'])} ({_short_params(best['params'])})"
         )
     return "\n".join(lines)
+
+
+def _short_params(params: Mapping[str, Any], shown: int = 5) -> str:
+    """The first `shown` parameters, and how many more the search document lists."""
+    names = list(params)
+    text = _params({name: params[name] for name in names[:shown]})
+    return text if len(names) <= shown else f"{text}, … {len(names) - shown} more in search.json"
 
 
 def _params(params: Mapping[str, Any]) -> str:
