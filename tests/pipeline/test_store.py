@@ -138,3 +138,29 @@ def test_result_body_round_trips_through_s3_as_stored_bytes(stack: Stack) -> Non
 def test_unreadable_result_bodies_say_what_is_wrong(body: bytes, expected: str) -> None:
     with pytest.raises(ResultBodyError, match=expected):
         decode_result_body(body)
+
+
+def test_a_growing_batch_completes_only_once_closed(stack: Stack) -> None:
+    """A search's batch (docs/search.md): counted jobs do not complete it while the driver may add waves;
+    closing sets its totals to the jobs it holds (a resume may have grown it twice for one wave)."""
+    store = stack.store
+    grown = BatchRecord(
+        "g1", created_at="2026-11-24T00:00:00.000+00:00", name="s", total_jobs=0, growing=True
+    )
+    assert store.create_batch(grown) is True
+    ok = JobOutcome(JobStatus.SUCCEEDED, backtests=4, duration_s=0.1, best={"sharpe": 1.0})
+    store.grow_batch("g1", 1, 4)
+    store.put_pending_jobs("g1", _jobs("w1"))
+    assert store.record_outcome("g1", "w1", ok) is True
+    assert store.get_batch("g1").counted and store.get_batch("g1").growing
+    assert store.try_complete("g1", "summaries/g.json") is False  # counted, but more waves may come
+    store.grow_batch("g1", 1, 4)  # the same wave grown again by a resumed driver: counted twice
+    store.close_batch("g1", 1, 4)
+    closed = store.get_batch("g1")
+    assert (closed.total_jobs, closed.planned_backtests, closed.growing, closed.counted) == (
+        1,
+        4,
+        False,
+        True,
+    )
+    assert store.try_complete("g1", "summaries/g.json") is True
