@@ -82,7 +82,12 @@ def test_triggers() -> None:
     backtest = triggers(load("backtest"))
     assert set(backtest) == {"workflow_dispatch"}
     inputs = backtest["workflow_dispatch"]["inputs"]
-    assert inputs["spec"]["options"] == ["batches/demo.yaml", "batches/benchmark.yaml", "custom"]
+    assert inputs["spec"]["options"] == [
+        "batches/demo.yaml",
+        "batches/benchmark.yaml",
+        "batches/search.yaml",
+        "custom",
+    ]
     for option in inputs["spec"]["options"][:-1]:
         assert (ROOT / option).is_file()
     for name in ("strategies", "symbols", "timeframe", "period", "grid"):
