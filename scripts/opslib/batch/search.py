@@ -173,45 +173,55 @@ class SearchDriver:
 
     # --- asking and sending ------------------------------------------------------------------------
 
-    def ask(self, number: int) -> _Wave | None:
-        """The next wave of every study that still has budget and patience; None when none has."""
-        trials: dict[tuple[str, str], list[TrialRecord]] = {}
-        jobs: list[Job] = []
-        members: dict[str, tuple[tuple[str, str], int, list[int]]] = {}
+    def ask_and_send(self, number: int) -> _Wave | None:
+        """The next wave of every study that still has budget and patience (None when none has), asked a
+        job's worth of trials at a time and each job sent as soon as its trials are asked, so the workers
+        start on a wave while the sampler is still asking the rest of it."""
+        wave = _Wave(number, {}, [], {})
         for key, study in self.studies.items():
-            if study.patience_spent:
+            if study.patience_spent or not study.budget_left:
                 continue
-            wave_trials, per_job = self.sizes[key]
-            asked = study.ask_wave(wave_trials)
-            if not asked:
-                continue
-            trials[key] = asked
-            sets = [tuple(sorted(t.params.items())) for t in asked]
-            for w, window in enumerate(self.windows):
-                planned = plan_set_jobs(
-                    self.spec, self.batch, self.items[key[0]], key[1], self.data.refs[key[1]], sets,
-                    per_job=per_job, window=window,
-                )  # fmt: skip
-                for start, job in zip(range(0, len(asked), per_job), planned, strict=True):
-                    members[job.job_id] = (key, w, [t.number for t in asked[start : start + per_job]])
-                jobs.extend(planned)
-        if not jobs:
-            return None
-        return _Wave(number, trials, jobs, members)
+            size, per_job = self.sizes[key]
+            size = min(size, study.budget_left)
+            asked: list[TrialRecord] = []
+            while len(asked) < size:
+                chunk = study.ask_trials(min(per_job, size - len(asked)), study.waves)
+                if not chunk:
+                    break
+                asked += chunk
+                self.send(self._plan(wave, key, chunk))
+            if asked:
+                study.waves += 1
+                wave.trials[key] = asked
+        return wave if wave.jobs else None
 
-    def send(self, wave: _Wave) -> None:
-        """Register the wave's jobs in the batch (those it does not hold yet), reuse the stored results of
-        jobs that ran before, and send the others."""
-        new = [j for j in wave.jobs if j.job_id not in self.known]
+    def _plan(self, wave: _Wave, key: tuple[str, str], chunk: list[TrialRecord]) -> list[Job]:
+        """One job per window for a chunk of trials (at most a job's worth), recorded in the wave."""
+        sets = [tuple(sorted(t.params.items())) for t in chunk]
+        jobs = []
+        for w, window in enumerate(self.windows):
+            (job,) = plan_set_jobs(
+                self.spec, self.batch, self.items[key[0]], key[1], self.data.refs[key[1]], sets,
+                per_job=len(sets), window=window,
+            )  # fmt: skip
+            wave.members[job.job_id] = (key, w, [t.number for t in chunk])
+            jobs.append(job)
+        wave.jobs.extend(jobs)
+        return jobs
+
+    def send(self, jobs: list[Job]) -> None:
+        """Register jobs in the batch (those it does not hold yet), reuse the stored results of jobs that
+        ran before, and send the others."""
+        new = [j for j in jobs if j.job_id not in self.known]
         if new:
             self.store.grow_batch(self.batch, len(new), sum(j.stop - j.start for j in new))
             records = [JobRecord(j.job_id, strategy=j.strategy, symbols=tuple(j.symbols)) for j in new]
             self.store.put_pending_jobs(self.batch, records)
             self.known.update(j.job_id for j in new)
-        self.jobs.extend(wave.jobs)
+        self.jobs.extend(jobs)
         record = self.store.get_batch(self.batch)
-        reused = self.submitter.reuse(record, wave.jobs) if self.reuse else set()
-        pending = [j for j in self.submitter.pending(self.batch, wave.jobs) if j.job_id not in reused]
+        reused = self.submitter.reuse(record, jobs) if self.reuse else set()
+        pending = [j for j in self.submitter.pending(self.batch, jobs) if j.job_id not in reused]
         self._send_now(pending)
 
     def _send_now(self, jobs: list[Job]) -> None:
@@ -349,10 +359,9 @@ def _drive(
     number = 0
     while True:
         while len(flight) < 2:
-            wave = driver.ask(number)
+            wave = driver.ask_and_send(number)
             if wave is None:
                 break
-            driver.send(wave)
             flight.append(wave)
             number += 1
         if not flight:
@@ -370,13 +379,13 @@ def _wait(
     GetItem): the job records are listed again only when its counters moved."""
     counted = -1
     while True:
+        _check(driver.batch, deadline, alive)
         done = driver.store.get_batch(driver.batch).done
         if done != counted:
             counted = done
             records = driver.finished(wave)
             if records is not None:
                 return records
-        _check(driver.batch, deadline, alive)
         time.sleep(POLL_S)
 
 

@@ -146,13 +146,20 @@ class SearchStudy:
         when the constraints reject almost every point of the space (the space should be narrowed)."""
         if self.patience_spent:
             return []
+        wave = self.ask_trials(size, self.waves)
+        self.waves += 1 if wave else 0
+        return wave
+
+    def ask_trials(self, size: int, wave_number: int) -> list[TrialRecord]:
+        """`ask_wave` in parts: up to `size` more trials of wave `wave_number` (the caller counts the wave
+        once it is asked whole: `waves`). Asking a wave in parts asks the same trials as in one go."""
         began = time.perf_counter()
         try:
-            return self._ask(size)
+            return self._ask(size, wave_number)
         finally:
             self.sampler_s += time.perf_counter() - began
 
-    def _ask(self, size: int) -> list[TrialRecord]:
+    def _ask(self, size: int, wave_number: int) -> list[TrialRecord]:
         wanted = min(size, self.budget_left)
         wave: list[TrialRecord] = []
         asks = 0
@@ -170,11 +177,10 @@ class SearchStudy:
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.pruned += 1
                 continue
-            record = TrialRecord(trial.number, self.waves, params, index=len(self.trials) + 1)
+            record = TrialRecord(trial.number, wave_number, params, index=len(self.trials) + 1)
             self._open[trial.number] = trial
             self.trials.append(record)
             wave.append(record)
-        self.waves += 1 if wave else 0
         return wave
 
     def tell_wave(self, wave: list[TrialRecord]) -> bool:

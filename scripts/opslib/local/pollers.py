@@ -8,6 +8,7 @@ to the DLQ after `maxReceiveCount` receives. A killed poller loses nothing: its 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing as mp
 import os
@@ -15,7 +16,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,25 @@ def _report_delete_failure(future: Future[Any]) -> None:
         )
 
 
+# A poller stands for one Lambda container with one vCPU: its numpy must not start a BLAS thread per core.
+# With OpenBLAS's default, two worker processes on two cores slowed each other's engine ~4x (the indicators'
+# block matmul); the pool is sized when numpy loads, so the variables must be in the child's environment
+# before it imports anything: they are set around the spawn (values already set by the user win).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    added = [name for name in BLAS_THREAD_VARIABLES if name not in os.environ]
+    for name in added:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 @dataclass
 class ProcessGroup:
     """Poller processes started together and stopped together (also on Ctrl-C)."""
@@ -181,10 +201,11 @@ class ProcessGroup:
     def start(self, spec: PollerSpec, count: int = 1) -> list[mp.process.BaseProcess]:
         context = mp.get_context("spawn")
         started: list[mp.process.BaseProcess] = []
-        for _ in range(count):
-            process = context.Process(target=poll_forever, args=(spec,), daemon=True)
-            process.start()
-            started.append(process)
+        with single_threaded_blas():
+            for _ in range(count):
+                process = context.Process(target=poll_forever, args=(spec,), daemon=True)
+                process.start()
+                started.append(process)
         self.processes += started
         return started
 
