@@ -25,6 +25,7 @@ from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import fit_to_limit
+from opslib.batch.charts import compute_visuals
 from opslib.batch.reports import write_reports
 from opslib.cli import REPORTED_ERRORS, UsageError, error_text, exit_status
 from opslib.history.compute import (
@@ -195,9 +196,13 @@ def cmd_show(args: argparse.Namespace, history: History) -> int:
         print(json.dumps({**shown, "search": search} if search is not None else shown))
     else:
         text = render_report(summary, record, args.target, validation, search)
-        if args.reports:
+        if args.reports:  # the files run_batch.py writes, charts included (every stored row is read)
             conditions = report_conditions(summary, record, args.target)
-            write_reports(summary, Path(args.reports), conditions, validation, search)
+            higher = HIGHER_IS_BETTER.get(record.ranking_metric, True)
+            visuals = compute_visuals(history.store, record, summary, higher=higher, validation=validation)
+            out = Path(args.reports)
+            written = write_reports(summary, out, conditions, validation, search, visuals=visuals)
+            text = written.read_text(encoding="utf-8")  # what was written: its charts section included
         print(text, end="")
     return 0
 

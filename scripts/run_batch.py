@@ -23,9 +23,11 @@ from typing import Any
 from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
+from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.records import BatchRecord
 from opslib.batch.aws import deployed_submitter
+from opslib.batch.charts import Visuals, compute_visuals
 from opslib.batch.projection import project, render_projection
 from opslib.batch.reports import progress_line, write_reports
 from opslib.batch.search import SearchOutcome, SearchProgress, estimate_search, execute_search
@@ -97,10 +99,13 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         with LocalRuntime(
             stack, workers=args.workers, visibility_timeout_s=args.visibility_timeout, emulator=emulator
         ) as local:
-            outcome = execute(args, spec, stack, known, started, local.submitter(), local.alive)
+            submitter = local.submitter()
+            outcome = execute(args, spec, stack, known, started, submitter, local.alive)
+            visuals = report_visuals(submitter, outcome)
     else:
         submitter = deployed_submitter(ClientFactory.from_environ(), stack)
         outcome = execute(args, spec, stack, known, started, submitter)
+        visuals = report_visuals(submitter, outcome)
     summary = outcome.train.summary
     batch = outcome.train.batch_id
     conditions = [
@@ -110,11 +115,12 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
     ]
     if outcome.test is not None:
         conditions.append(("out-of-sample batch", outcome.test.batch_id))
+    out = Path(args.reports) / batch
     if isinstance(outcome, SearchOutcome):
-        report = write_reports(summary, Path(args.reports) / batch, conditions, None, outcome.document)
+        report = write_reports(summary, out, conditions, None, outcome.document, visuals=visuals)
         extra = search_json(outcome.document)
     else:
-        report = write_reports(summary, Path(args.reports) / batch, conditions, outcome.document)
+        report = write_reports(summary, out, conditions, outcome.document, visuals=visuals)
         extra = {"validation": validation_headline(outcome.document)} if outcome.document else {}
     return {
         "batch_id": batch,
@@ -127,6 +133,16 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         "report": str(report),
         **extra,
     }
+
+
+def report_visuals(submitter: Submitter, outcome: ValidatedOutcome | SearchOutcome) -> Visuals:
+    """The report's charts and row aggregates, read while the store is still up (docs/reports.md)."""
+    record = outcome.train.record
+    higher = HIGHER_IS_BETTER.get(record.ranking_metric, True)
+    validation = None if isinstance(outcome, SearchOutcome) else outcome.document
+    return compute_visuals(
+        submitter.store, record, outcome.train.summary, higher=higher, validation=validation
+    )
 
 
 def execute(

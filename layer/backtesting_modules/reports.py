@@ -455,21 +455,14 @@ def _aggregate(results: pd.DataFrame, key: str, rank: str, higher_is_better: boo
 
 
 def _aggregate_table(rows: Sequence[Mapping[str, Any]], key: str, rank: str) -> str:
-    body = [
-        [
-            r[key],
-            f"{int(r['backtests']):,}",
-            format_value(rank, r.get(f"best_{rank}")),
-            format_value(rank, r.get(f"median_{rank}")),
-        ]
-        for r in rows
-    ]
-    return tabulate(
-        body,
-        headers=[key, "backtests", f"best {rank}", f"median {rank}"],
-        tablefmt="github",
-        disable_numparse=True,
-    )
+    """Best, median and mean of the metric and the mean total return: a column only where a row has it."""
+    fields = [(f"{w}_{rank}", f"{w} {rank}", rank) for w in ("best", "median", "mean")]
+    fields = [f for f in [*fields, ("mean_total_return", "mean total_return", "total_return")]
+              if any(r.get(f[0]) is not None for r in rows)]  # fmt: skip
+    body = [[r[key], f"{int(r['backtests']):,}", *(format_value(m, r.get(n)) for n, _, m in fields)]
+            for r in rows]  # fmt: skip
+    headers = [key, "backtests", *(h for _, h, _ in fields)]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def _params_text(params: Any) -> str:

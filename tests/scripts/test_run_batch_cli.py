@@ -68,3 +68,9 @@ def test_demo_batch_runs_on_the_embedded_default(capsys: pytest.CaptureFixture[s
         and (report.parent / "summary.json").exists()
     )
     assert "## By strategy" in report.read_text()
+    text = report.read_text()
+    # The charts sit beside the report: a heatmap per (strategy, symbol), the winners' curves, the histogram.
+    assert "## Charts" in text and text.index("## Charts") < text.index("## By strategy")
+    for name in ("grid-SMA_Crossover-KRW-ETH.png", "grid-SMA_Crossover-KRW-XRP.png", "winners.png"):
+        assert f"]({name})" in text and (report.parent / name).stat().st_size > 10_000
+    assert "median sharpe" in text and "| –" not in text.split("## By strategy")[1].split("##")[0]

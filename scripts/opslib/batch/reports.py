@@ -16,6 +16,7 @@ from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import render_batch
 
+from .charts import Visuals, render_charts
 from .search_report import render_search, search_headline
 from .validation_report import render_validation, validation_headline
 
@@ -36,10 +37,21 @@ def write_reports(
     conditions: Iterable[tuple[str, str]],
     validation: dict[str, Any] | None = None,
     search: dict[str, Any] | None = None,
+    visuals: Visuals | None = None,
 ) -> Path:
     """reports/<batch_id>/report.md, results.csv (the top rows), summary.json and, for a validated sweep,
-    validation.json; returns report.md."""
+    validation.json; with `visuals` (`charts.compute_visuals`) the charts' PNGs beside them, and the
+    per-strategy and per-symbol aggregates computed from the stored rows (medians included); returns
+    report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    charts = ""
+    if visuals is not None:
+        summary = {
+            **summary,
+            "by_strategy": visuals.aggregates.get("strategy") or summary["by_strategy"],
+            "by_symbol": visuals.aggregates.get("symbol") or summary["by_symbol"],
+        }
+        charts = render_charts(visuals, out_dir)
     # For a validated sweep, summary.json also carries the out-of-sample figures per strategy and symbol.
     kept = summary if validation is None else {**summary, "validation": validation_headline(validation)}
     if search is not None:  # a search's summary.json carries its best trials and their deflated Sharpe
@@ -58,7 +70,11 @@ def write_reports(
                 [r["strategy"], r["symbol"], json.dumps(r["params"]), *[r["metrics"].get(m) for m in metrics]]
             )
     path = out_dir / "report.md"
-    path.write_text(render_report(summary, conditions, validation, search), encoding="utf-8")
+    text = render_report(summary, conditions, validation, search)
+    if charts:  # after the ranking, before the aggregates
+        head, sep, rest = text.partition("\n## By ")
+        text = head.rstrip("\n") + "\n\n" + charts + ("\n## By " + rest if sep else "")
+    path.write_text(text, encoding="utf-8")
     return path
 
 
