@@ -96,7 +96,12 @@ def test_timezone_and_comparison_jobs(bars: dict[str, pd.DataFrame]) -> None:
     strategies = [{"name": "SMA_Crossover", "params": {"fast": 5, "slow": 20}}]
     (job, *_) = plan_jobs(spec_of("TIMEZONE_ANALYSIS", strategies), "b")
     (row,) = run_job(job, bars).rows
-    assert len(row["extras"]["by_hour_local"]) == 24 and row["extras"]["zone"] == "Asia/Seoul"
+    extras = row["extras"]
+    assert len(extras["by_hour_local"]) == 24 and extras["zone"] == "Asia/Seoul"
+    # The tables the batch report merges across jobs: UTC hours, regions and market conditions too.
+    assert len(extras["by_hour_utc"]) == 24 and extras["by_region"] and extras["by_condition"]
+    trades = [sum(r["trades"] for r in extras[t]) for t in ("by_hour_local", "by_hour_utc", "by_condition")]
+    assert len(set(trades)) == 1 and trades[0] > 0  # every trade in each table once
     (job, *_) = plan_jobs(spec_of("PERFORMANCE_COMPARISON", strategies), "b")
     result = run_job(job, bars)
     assert [r["extras"]["variant"] for r in result.rows] == ["ungated", "gated"]

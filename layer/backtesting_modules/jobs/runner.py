@@ -292,14 +292,21 @@ def _boxes(
 
 
 def _hour_summary(outcome: Any) -> dict[str, Any]:
+    """A timezone run's session tables (by local and UTC entry hour, region, market condition): what the
+    batch report aggregates across jobs (trades, win rate, average return, P&L merge by trade counts)."""
     analysis = outcome.trade_analysis
-    hours = [
-        {"hour": int(hour), **{f: plain(row[f]) for f in _HOUR_FIELDS}}
-        for hour, row in analysis.by_hour_local.iterrows()
-    ]
+
+    def table(frame: pd.DataFrame, key: str) -> list[dict[str, Any]]:
+        return [
+            {key: plain(label), **{f: plain(row[f]) for f in _HOUR_FIELDS}} for label, row in frame.iterrows()
+        ]
+
     return {
         "zone": analysis.zone,
-        "by_hour_local": hours,
+        "by_hour_local": table(analysis.by_hour_local, "hour"),
+        "by_hour_utc": table(analysis.by_hour_utc, "hour"),
+        "by_region": table(analysis.by_region, "region"),
+        "by_condition": table(analysis.by_condition, "condition"),
         "activity_correlation": plain(analysis.activity_correlation),
     }
 

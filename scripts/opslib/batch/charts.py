@@ -37,6 +37,7 @@ from .report_rows import (
     compute_grids,
     load_rows,
 )
+from .report_sessions import compute_gating, compute_sessions, render_gating, render_sessions
 
 DPI = 110
 WINNER_COLOUR = "#d62728"
@@ -56,6 +57,10 @@ class Visuals:
     rows: int = 0
     seconds: float = 0.0  # what computing them took (rows read, winners run again)
     test_windows: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)  # shaded on curves
+    sessions: dict[str, pd.DataFrame] = field(default_factory=dict)  # timezone runs, merged (report_sessions)
+    zone: str = ""
+    session_runs: int = 0
+    gating: list[dict[str, Any]] = field(default_factory=list)  # PERFORMANCE_COMPARISON: ungated vs gated
 
 
 def compute_visuals(
@@ -79,6 +84,9 @@ def compute_visuals(
         "strategy": compute_aggregates(rows, "strategy", metric, higher),
         "symbol": compute_aggregates(rows, "symbol", metric, higher),
     }
+    visuals.sessions, visuals.zone = compute_sessions(rows)
+    visuals.session_runs = int(rows["extras"].notna().sum()) if visuals.sessions and "extras" in rows else 0
+    visuals.gating = compute_gating(rows, metric)
     for fold in (validation or {}).get("folds", []):
         visuals.test_windows.append((pd.Timestamp(fold["test_start"]), pd.Timestamp(fold["test_stop"])))
     visuals.seconds = time.perf_counter() - started
@@ -108,6 +116,12 @@ def render_charts(visuals: Visuals, out_dir: Path) -> str:
     lines.append(
         f"Charts from {visuals.rows:,} stored rows, the winners run again on the batch's bars: {took:.2f} s."
     )
+    for section in (
+        render_sessions(visuals.sessions, visuals.zone, visuals.session_runs),
+        render_gating(visuals.gating, visuals.metric),
+    ):
+        if section:
+            lines += ["", section]
     return "\n".join(lines) + "\n"
 
 

@@ -33,6 +33,9 @@ from backtesting_modules.pipeline.store import Store
 MAX_AXIS_VALUES = 60  # an axis with more distinct values (a search's continuous parameter) gets no heatmap
 MAX_PAIRS = 6  # heatmaps per (strategy, symbol): the first pairs of axes in the grid's order
 CURVES = 3  # winners whose equity and drawdown are drawn
+# Batches whose rows are exactly `run_backtest` of their parameters on one symbol's bars: their winners'
+# curves are drawn by running them again.
+RERUN_JOB_TYPES = ("PARAMETER_OPTIMIZATION", "SINGLE_STRATEGY")
 
 
 def load_rows(store: Store, batch_id: str) -> pd.DataFrame:
@@ -194,6 +197,8 @@ def compute_curves(
     """The first `count` winners (the summary's top rows: strategy, symbol, params) run again on the
     batch's bars with the batch's config: their equity and drawdown, and buy and hold."""
     spec = batch.spec_document()
+    if spec.get("job_type") not in RERUN_JOB_TYPES:
+        return []  # a timezone run's curve is the session gate's, not `run_backtest`'s: not redrawn here
     config = StrategyConfig(**(spec.get("config") or {}))
     refs = {s: f.get("ref") for s, f in batch.data_document().get("symbols", {}).items()}
     bars_of: dict[str, pd.DataFrame] = {}
