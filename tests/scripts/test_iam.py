@@ -346,7 +346,9 @@ def test_batch_submitter_can_submit_and_follow_but_not_consume() -> None:
     assert not any("ReceiveMessage" in a or a.startswith("lambda:") for a in actions)
     bucket = config.names(account_id="123456789012").bucket
     writes = {r for a, r in _allowed(doc) if a == "s3:PutObject"}
-    assert writes == {f"arn:aws:s3:::{bucket}/{p}/*" for p in ("bars", "results", "summaries", "validation")}
+    assert writes == {
+        f"arn:aws:s3:::{bucket}/{p}/*" for p in ("bars", "results", "summaries", "validation", "search")
+    }
     # No data location configured: nothing outside the stack's bucket.
     assert all(r.startswith(f"arn:aws:s3:::{bucket}/") for a, r in _allowed(doc) if a.startswith("s3:"))
 
