@@ -92,3 +92,20 @@ def test_the_gate_is_compared_per_parameter_set() -> None:
     assert entry == {"strategy": "S", "sets": 2, "median_ungated": 1.5, "median_gated": 1.25, "improved": 0.5}
     assert "| S          | 2                | 1.500" in render_gating([entry], "sharpe")
     assert compute_gating(rows.drop(columns="extras"), "sharpe") == []
+
+
+def test_the_html_report_carries_the_same_session_tables() -> None:
+    from opslib.batch.charts import Visuals
+    from opslib.batch.report_sessions import sessions_html
+
+    rows = pd.DataFrame({"strategy": ["S<b>"], "symbol": ["X"], "extras": [run_extras({9: (2, 1.0, 0.02)})]})
+    visuals = Visuals("sharpe", True)
+    visuals.sessions, visuals.zone = compute_sessions(rows)
+    visuals.session_runs = 1
+    visuals.gating = [
+        {"strategy": "S<b>", "sets": 1, "median_ungated": 1.0, "median_gated": 2.0, "improved": 1.0}
+    ]
+    page = sessions_html(visuals)
+    assert 'id="sessions"' in page and "By entry hour (Asia/Seoul)" in page and 'data-sort="2.0"' in page
+    assert "S&lt;b&gt;" in page and "<b>" not in page  # escaped
+    assert sessions_html(Visuals("sharpe", True)) == ""

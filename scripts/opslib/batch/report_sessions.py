@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from tabulate import tabulate
 
 from backtesting_modules.reports import format_value
 from backtesting_modules.timezone.report import render_hour_chart
+
+from .report_html_tables import metric_cell, num, para, section, table
 
 TABLES = (
     ("by_hour_local", "hour", "entry hour ({zone})"),
@@ -149,3 +152,67 @@ def render_gating(gating: list[dict[str, Any]], metric: str) -> str:
     ]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     return f"## Session gate: ungated against gated\n\n{table}\n"
+
+
+def sessions_html(visuals: Any) -> str:
+    """The same session and gate tables for report.html (sortable; every text escaped)."""
+    return "\n".join(p for p in (_sessions_html(visuals), _gating_html(visuals)) if p)
+
+
+def _sessions_html(visuals: Any) -> str:
+    tables: Mapping[str, pd.DataFrame] = visuals.sessions
+    if not tables:
+        return ""
+    intro = para(
+        f"The trades of {visuals.session_runs:,} timezone runs, by their entry's session: trades add, "
+        "win rate and average return are weighted by trades.",
+        "hint",
+    )
+    local = tables.get("by_hour_local")
+    if local is None or not local["trades"].sum():
+        none = para("No run made a trade: there is no session to show.", "note")
+        return section("sessions", "Sessions across all jobs", intro, none)
+    parts = []
+    for name, key, title in TABLES:
+        if name in tables:
+            rows = [_session_row(label, r) for label, r in tables[name].iterrows()]
+            headers = [key, "trades", "win rate", "avg return", "total P&L"]
+            parts += [
+                f"<h3>By {escape(title.format(zone=visuals.zone))}</h3>",
+                table(headers, rows, sortable=True),
+            ]
+    return section("sessions", "Sessions across all jobs", intro, *parts)
+
+
+def _session_row(label: Any, r: pd.Series) -> list[Any]:
+    return [
+        f"{label:02d}" if isinstance(label, int | np.integer) else str(label),
+        num(f"{int(r['trades']):,}", r["trades"]),
+        metric_cell("win_rate", r["win_rate"] if r["trades"] else None),
+        num(f"{100 * r['avg_return']:.3f}%" if r["trades"] else "no trade", r["avg_return"]),
+        num(f"{r['total_pnl']:,.0f}", r["total_pnl"]),
+    ]
+
+
+def _gating_html(visuals: Any) -> str:
+    if not visuals.gating:
+        return ""
+    metric = visuals.metric
+    rows = [
+        [
+            g["strategy"],
+            num(f"{g['sets']:,}", g["sets"]),
+            metric_cell(metric, g["median_ungated"]),
+            metric_cell(metric, g["median_gated"]),
+            num(f"{g['improved']:.0%}" if g["improved"] is not None else "–", g["improved"]),
+        ]
+        for g in visuals.gating
+    ]
+    headers = [
+        "strategy",
+        "parameter sets",
+        f"median {metric} ungated",
+        f"median {metric} gated",
+        "gate improved",
+    ]
+    return section("gate", "Session gate: ungated against gated", table(headers, rows))

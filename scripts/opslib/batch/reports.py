@@ -17,6 +17,7 @@ from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import render_batch
 
 from .charts import Visuals, render_charts
+from .report_html import write_html
 from .search_report import render_search, search_headline
 from .validation_report import render_validation, validation_headline
 
@@ -40,9 +41,9 @@ def write_reports(
     visuals: Visuals | None = None,
 ) -> Path:
     """reports/<batch_id>/report.md, results.csv (the top rows), summary.json and, for a validated sweep,
-    validation.json; with `visuals` (`charts.compute_visuals`) the charts' PNGs beside them, and the
-    per-strategy and per-symbol aggregates computed from the stored rows (medians included); returns
-    report.md."""
+    validation.json; with `visuals` (`charts.compute_visuals`) the charts' PNGs and the self-contained
+    report.html (`report_html`) beside them, and the per-strategy and per-symbol aggregates computed from
+    the stored rows (medians included); returns report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = ""
     if visuals is not None:
@@ -70,7 +71,10 @@ def write_reports(
                 [r["strategy"], r["symbol"], json.dumps(r["params"]), *[r["metrics"].get(m) for m in metrics]]
             )
     path = out_dir / "report.md"
+    conditions = list(conditions)  # read twice: by the markdown and by the HTML report
     text = render_report(summary, conditions, validation, search)
+    if visuals is not None:  # the same numbers, interactive, one self-contained file
+        write_html(summary, visuals, conditions, out_dir, validation=validation, search=search)
     if charts:  # after the ranking, before the aggregates
         head, sep, rest = text.partition("\n## By ")
         text = head.rstrip("\n") + "\n\n" + charts + ("\n## By " + rest if sep else "")
