@@ -6,6 +6,7 @@ empty and show the winner in red."""
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 
 from opslib.batch.charts import WINNER_COLOUR, Visuals, draw_curves, render_charts
 from opslib.batch.report_rows import Curve, compute_aggregates, compute_distributions, compute_grids
+from opslib.batch.report_sessions import render_gating, render_sessions
 
 
 def rows_of(
@@ -119,3 +121,28 @@ def test_curves_shade_the_test_windows() -> None:
     figure = draw_curves([curve], [(index[70], index[-1])])
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert "out of sample (test window)" in labels
+
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def test_charts_section_snapshot(tmp_path: Path) -> None:
+    """The Charts section's markdown (its timing line aside); UPDATE_SNAPSHOTS=1 rewrites it (review it)."""
+    rows = pd.concat(
+        [
+            rows_of({"fast": [5, 10], "slow": [30, 60]}, lambda p: p["fast"] / p["slow"]),
+            rows_of({"period": [10, 20]}, lambda p: np.nan, strategy="Quiet"),
+        ]
+    )
+    grids, notes = compute_grids(rows, "sharpe", higher=True)
+    visuals = Visuals("sharpe", True, grids, notes, compute_distributions(rows, "sharpe"), rows=len(rows))
+    text = render_charts(visuals, tmp_path)
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("Charts from")) + "\n"
+    gating = [{"strategy": "S", "sets": 2, "median_ungated": 1.5, "median_gated": 1.25, "improved": 0.5}]
+    text += "\n" + render_sessions({}, "", 0) + render_gating(gating, "sharpe")
+    path = SNAPSHOTS / "charts_section.md"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run with UPDATE_SNAPSHOTS=1 to create it, then review it"
+    assert text == path.read_text(encoding="utf-8"), f"{path} differs; UPDATE_SNAPSHOTS=1 after review"
