@@ -51,6 +51,9 @@ class FunctionSettings:
     batching_window_s: int = 0
     maximum_concurrency: int | None = None  # per event source mapping (2-1000); None: not set
     reserved_concurrency: int | None = None  # None: no reservation
+    # The worker's NORMAL-queue mapping only (issue 19, priority): at most this many concurrent invocations,
+    # so capacity is left for the priority queue's mapping. None: the same as `maximum_concurrency`.
+    normal_maximum_concurrency: int | None = None
 
     @property
     def concurrency(self) -> int:
