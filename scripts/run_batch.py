@@ -5,9 +5,11 @@ or on the deployed AWS stack.
     python scripts/run_batch.py batches/demo.yaml --workers 4 --json
     python scripts/run_batch.py batches/demo.yaml --target aws    # the deployed stack (credentials needed)
 
-Exit status: 0 when every job succeeded; 1 when the batch completed with failed jobs (listed in the report)
-or did not complete (timeout, every local worker exited: `--resume BATCH_ID` finishes it); 2 for spec,
-input or usage errors (nothing is submitted); 130 when interrupted (the batch is kept for `--resume`).
+Exit status (the table: README.md, "Distributed batches"): 0 when every job succeeded; 1 when the batch
+completed with failed jobs (listed in the report) or stopped (every local worker exited: `--resume
+BATCH_ID` finishes it); 2 for spec, input or usage errors (nothing is submitted); 3 when it did not complete
+within --timeout (kept for `--resume`); 130 on Ctrl-C and 143 on SIGTERM (the processes it started are
+stopped, the batch is kept for `--resume`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,17 @@ from opslib.batch.search_report import render_search_line, search_headline
 from opslib.batch.submitter import Submitter
 from opslib.batch.validation import ValidatedOutcome, execute_validated
 from opslib.batch.validation_report import render_validation_line, validation_headline
-from opslib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPORTED_ERRORS, eprint, error_text, exit_status
+from opslib.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    REPORTED_ERRORS,
+    Terminated,
+    eprint,
+    error_text,
+    exit_status,
+    on_sigterm,
+)
 from opslib.errors import OpsError
 from opslib.local.emulator import Emulator, local_state_dir
 from opslib.local.runtime import LocalRuntime
@@ -244,12 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     known: list[str] = []
     try:
         outcome = run(args, spec, stack, known)
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`)
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if not known:
-            parser.exit(exit_status(exc), f"\n{parser.prog}: interrupted before the batch was registered.\n")
+            parser.exit(exit_status(exc), f"\n{parser.prog}: {what} before the batch was registered.\n")
         parser.exit(
             exit_status(exc),
-            f"\n{parser.prog}: interrupted; batch {known[0]} is kept: finish it with "
+            f"\n{parser.prog}: {what}; batch {known[0]} is kept: finish it with "
             f"{parser.prog} {args.spec} --resume {known[0]}\n",
         )
     except REPORTED_ERRORS as exc:
@@ -270,4 +283,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    on_sigterm()  # SIGTERM unwinds like Ctrl-C: the emulator and workers are stopped, the batch kept
     raise SystemExit(main())

@@ -41,6 +41,11 @@ class BatchIncompleteError(OpsError):
         self.batch_id = batch_id
 
 
+class BatchTimeoutError(BatchIncompleteError):
+    """A submitted batch did not complete within `--timeout`: it is kept, `--resume BATCH_ID` finishes it
+    (its own exit status, 3: the batch may still be running)."""
+
+
 class HistoryError(OpsError):
     """A history query cannot be answered (expired job records, unreadable results)."""
 

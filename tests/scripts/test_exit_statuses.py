@@ -19,10 +19,20 @@ from backtesting_modules.errors import ConfigError, DataError, StrategyError
 from backtesting_modules.jobs.results import ResultBodyError
 from backtesting_modules.jobs.spec import SpecError
 from backtesting_modules.pipeline.errors import MissingObjectError, StoreError
-from opslib.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, exit_status
+from opslib.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    Terminated,
+    UsageError,
+    exit_status,
+)
 from opslib.errors import (
     BatchIncompleteError,
     BatchInputError,
+    BatchTimeoutError,
     DeployError,
     HistoryError,
     LocalSetupError,
@@ -47,7 +57,10 @@ CASES = [
     (LocalSetupError("emulator did not start"), EXIT_USAGE),
     (UnknownBatchError("b-x", [], "t"), EXIT_USAGE),
     (NoCredentialsError(), EXIT_USAGE),
-    (BatchIncompleteError("timeout", "b-x"), EXIT_FAILED),
+    (BatchIncompleteError("every local worker exited", "b-x"), EXIT_FAILED),
+    (BatchTimeoutError("did not complete in 60 s", "b-x"), EXIT_TIMEOUT),
+    (Terminated("signal 15"), EXIT_TERMINATED),
+    (KeyboardInterrupt(), EXIT_INTERRUPTED),
     (HistoryError("expired"), EXIT_FAILED),
     (StoreError("throttled"), EXIT_FAILED),
     (MissingObjectError("s3://b/k"), EXIT_FAILED),
@@ -62,7 +75,7 @@ def test_each_error_maps_to_its_exit_status(error: BaseException, status: int) -
     assert exit_status(error) == status
 
 
-def test_a_batch_that_does_not_complete_in_time_exits_1_naming_resume(
+def test_a_batch_that_does_not_complete_in_time_exits_3_naming_resume(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Submitted, then given up on: not a usage error (2 means nothing was submitted).
@@ -71,7 +84,7 @@ def test_a_batch_that_does_not_complete_in_time_exits_1_naming_resume(
     code, _, err = run_main(
         run_batch, capsys, str(spec), "--workers", "1", "--timeout", "0.5", "--reports", str(tmp_path)
     )
-    assert code == EXIT_FAILED, err
+    assert code == EXIT_TIMEOUT, err
     assert "did not complete in 0 s" in err and "--resume b-" in err
 
 
@@ -106,3 +119,55 @@ def test_ctrl_c_exits_130_keeps_the_batch_and_resume_finishes_it(tmp_path: Path)
     assert resumed.returncode == 0, resumed.stderr
     outcome = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert (outcome["batch_id"], outcome["jobs_succeeded"], outcome["jobs_failed"]) == (match.group(1), 12, 0)
+
+
+def _children(pid: int) -> set[int]:
+    """Every process below `pid` (from /proc): what the command started."""
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and int(entry.name) not in found:
+                found.add(int(entry.name))
+                frontier.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_exits_143_stops_every_process_it_started_and_keeps_the_batch(tmp_path: Path) -> None:
+    # A cancelled CI job sends SIGTERM to the command alone: it must stop the emulator and the workers it
+    # started (no orphans) and name the batch to resume, like Ctrl-C.
+    env = {**os.environ, "MAKENAIDE_LOCAL_STATE": str(tmp_path / "state")}
+    command = [sys.executable, str(ROOT / "scripts" / "run_batch.py"), str(ROOT / "batches" / "demo.yaml")]
+    options = ["--workers", "2", "--reports", str(tmp_path / "reports")]
+    process = subprocess.Popen([*command, *options], env=env, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    assert "backtests on local" in process.stderr.readline()
+    time.sleep(2.5)  # the emulator and the workers up
+    started = _children(process.pid)
+    assert len(started) >= 3, started  # the emulator and two workers at least
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == EXIT_TERMINATED, err
+    assert "Traceback" not in err, err
+    assert re.search(r"terminated; batch b-[0-9a-f]+ is kept: finish it with .* --resume b-[0-9a-f]+", err), (
+        err
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(pid) for pid in started):
+        time.sleep(0.2)
+    assert not [pid for pid in started if _running(pid)], "processes left running after SIGTERM"

@@ -18,7 +18,7 @@ from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.pipeline.summary import complete_batch
 from backtesting_modules.validation import Fold
 
-from ..errors import BatchIncompleteError
+from ..errors import BatchIncompleteError, BatchTimeoutError
 from .bars import PreparedData
 from .submitter import Submitter, largest_first
 
@@ -131,7 +131,7 @@ def run_planned(
         submitter.send_in_waves(largest_first(pending), depth=driving.depth, on_tick=follow.tick, poll_s=0.5)
         record = follow.until_complete()
     if not record.complete:
-        raise BatchIncompleteError(
+        raise BatchTimeoutError(
             f"batch {batch} did not complete in {driving.timeout_s:.0f} s; finish it with --resume {batch}.",
             batch,
         )

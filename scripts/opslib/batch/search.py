@@ -41,7 +41,7 @@ from backtesting_modules.pipeline.errors import MissingObjectError
 from backtesting_modules.pipeline.records import BatchRecord, JobRecord
 from backtesting_modules.pipeline.summary import complete_batch
 
-from ..errors import BatchIncompleteError
+from ..errors import BatchIncompleteError, BatchTimeoutError
 from ..stack import StackConfig
 from .bars import PreparedData
 from .execute import BatchOutcome
@@ -397,7 +397,7 @@ def _check(batch: str, deadline: float, alive: Callable[[], bool]) -> None:
             batch,
         )
     if time.monotonic() > deadline:
-        raise BatchIncompleteError(
+        raise BatchTimeoutError(
             f"search {batch} did not finish in time; continue it with --resume {batch}.", batch
         )
 
