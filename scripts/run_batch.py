@@ -30,7 +30,8 @@ from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.records import BatchRecord
 from opslib.batch.aws import deployed_submitter
 from opslib.batch.charts import Visuals, compute_visuals
-from opslib.batch.projection import project, render_projection
+from opslib.batch.metering import Metered, cost_json, meter_jobs, render_cost_line
+from opslib.batch.projection import Projection, project, render_projection
 from opslib.batch.reports import progress_line, write_reports
 from opslib.batch.search import SearchOutcome, SearchProgress, estimate_search, execute_search
 from opslib.batch.search_report import render_search_line, search_headline
@@ -114,10 +115,12 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
             submitter = local.submitter()
             outcome = execute(args, spec, stack, known, started, submitter, local.alive)
             visuals = report_visuals(submitter, outcome)
+            cost = metered_cost(submitter, outcome, stack)
     else:
         submitter = deployed_submitter(ClientFactory.from_environ(), stack)
         outcome = execute(args, spec, stack, known, started, submitter)
         visuals = report_visuals(submitter, outcome)
+        cost = metered_cost(submitter, outcome, stack)
     summary = outcome.train.summary
     batch = outcome.train.batch_id
     conditions = [
@@ -127,6 +130,7 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
     ]
     if outcome.test is not None:
         conditions.append(("out-of-sample batch", outcome.test.batch_id))
+    conditions.append(("cost on AWS", render_cost_line(*cost)))
     out = Path(args.reports) / batch
     if isinstance(outcome, SearchOutcome):
         report = write_reports(summary, out, conditions, None, outcome.document, visuals=visuals)
@@ -143,6 +147,7 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         "backtests": summary["backtests"],
         "elapsed_s": round(time.monotonic() - started, 3),
         "report": str(report),
+        "cost": cost_json(*cost),
         **extra,
     }
 
@@ -155,6 +160,28 @@ def report_visuals(submitter: Submitter, outcome: ValidatedOutcome | SearchOutco
     return compute_visuals(
         submitter.store, record, outcome.train.summary, higher=higher, validation=validation
     )
+
+
+def metered_cost(
+    submitter: Submitter, outcome: ValidatedOutcome | SearchOutcome, stack: StackConfig
+) -> tuple[Metered, Projection]:
+    """The batch's cost at AWS list prices, metered from its job records (its out-of-sample batch's too),
+    beside the projection of the same jobs (docs/pipeline.md)."""
+    runs = [outcome.train] + ([outcome.test] if outcome.test is not None else [])
+    records = [r for run in runs for r in submitter.store.list_jobs(run.batch_id)]
+    worker = stack.worker
+    metered = meter_jobs(records, memory_mb=worker.memory_mb, architecture=stack.layer.architecture)
+    backtests = sum(int(run.summary["backtests"]) for run in runs)
+    projected = project(
+        metered.jobs or sum(len(run.jobs) for run in runs),
+        backtests,
+        float(backtests) * outcome.train.bars,
+        throughput_per_vcpu=DEFAULT_THROUGHPUT,
+        memory_mb=worker.memory_mb,
+        concurrency=worker.concurrency,
+        architecture=stack.layer.architecture,
+    )
+    return metered, projected
 
 
 def execute(

@@ -73,4 +73,8 @@ def test_demo_batch_runs_on_the_embedded_default(capsys: pytest.CaptureFixture[s
     assert "## Charts" in text and text.index("## Charts") < text.index("## By strategy")
     for name in ("grid-SMA_Crossover-KRW-ETH.png", "grid-SMA_Crossover-KRW-XRP.png", "winners.png"):
         assert f"]({name})" in text and (report.parent / name).stat().st_size > 10_000
+    cost = doc["cost"]  # metered from the job records, beside the projection of the same batch
+    ran = cost["metered"]["jobs"]  # the 2 train jobs and the winners' out-of-sample jobs
+    assert ran > 2 and cost["metered"]["total_usd"] > 0 and cost["projected"]["jobs"] == ran
+    assert "actual (metered) $" in text and "vs projected $" in text
     assert "median sharpe" in text and "| –" not in text.split("## By strategy")[1].split("##")[0]

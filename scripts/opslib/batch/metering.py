@@ -1,0 +1,116 @@
+"""What a batch that ran would have cost on AWS, metered from its own job records (docs/pipeline.md,
+"Projection on AWS"), printed beside the projection of the same batch: `actual (metered)` vs `projected`.
+
+Metered: each job that ran in this batch (reused jobs ran in an earlier one and cost nothing now) bills
+its worker invocation's wall time — from marked running to its outcome recorded, so reading the bars and
+writing the result count, not only the engine — at the worker's configured memory, plus the requests it
+made (SQS, DynamoDB, S3, CloudWatch, at the per-job counts the projection uses) for every attempt, all at
+the list prices in config/pricing.yaml. Projected: `projection.project` of the same number of jobs and
+backtests from the engine throughput alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from backtesting_modules.pipeline.records import JobRecord
+
+from .projection import (
+    METRIC_CALLS_PER_JOB,
+    READ_UNITS_PER_JOB,
+    S3_GETS_PER_JOB,
+    S3_PUTS_PER_JOB,
+    SQS_REQUESTS_PER_JOB,
+    WRITE_UNITS_PER_JOB,
+    Projection,
+    load_pricing,
+)
+
+
+@dataclass(frozen=True)
+class Metered:
+    jobs: int  # that ran in this batch
+    attempts: int
+    worker_seconds: float  # billed wall time of the worker invocations that counted
+    engine_seconds: float
+    gb_s: float
+    cost_usd: dict[str, float]
+
+    @property
+    def total_usd(self) -> float:
+        return sum(self.cost_usd.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jobs": self.jobs,
+            "attempts": self.attempts,
+            "worker_seconds": round(self.worker_seconds, 3),
+            "engine_seconds": round(self.engine_seconds, 3),
+            "lambda_gb_s": round(self.gb_s, 3),
+            "cost_usd": {k: round(v, 6) for k, v in self.cost_usd.items()},
+            "total_usd": round(self.total_usd, 6),
+        }
+
+
+def _seconds(record: JobRecord) -> float:
+    if not record.started_at or not record.finished_at:
+        return float(record.duration_s or 0.0)
+    span = datetime.fromisoformat(record.finished_at) - datetime.fromisoformat(record.started_at)
+    return max(span.total_seconds(), float(record.duration_s or 0.0))
+
+
+def meter_jobs(
+    records: Sequence[JobRecord],
+    *,
+    memory_mb: int,
+    architecture: str = "x86_64",
+    pricing: dict[str, Any] | None = None,
+) -> Metered:
+    """The metered cost of the jobs that ran (see the module docstring)."""
+    prices = pricing or load_pricing()
+    ran = [r for r in records if r.terminal and not r.reused]
+    attempts = sum(max(1, r.attempts) for r in ran)
+    seconds = sum(_seconds(r) for r in ran)
+    gb_s = seconds * memory_mb / 1024.0
+    lam = prices["lambda"]
+    cost = {
+        "lambda_compute": gb_s * float(lam[f"gb_second_{architecture}"]),
+        "lambda_requests": 2 * attempts / 1e6 * float(lam["per_million_requests"]),  # worker + collector
+        "sqs": attempts * SQS_REQUESTS_PER_JOB / 1e6 * float(prices["sqs"]["per_million_requests"]),
+        "dynamodb": attempts
+        * (
+            WRITE_UNITS_PER_JOB * float(prices["dynamodb"]["per_million_write_units"])
+            + READ_UNITS_PER_JOB * float(prices["dynamodb"]["per_million_read_units"])
+        )
+        / 1e6,
+        "s3": attempts
+        * (
+            S3_PUTS_PER_JOB * float(prices["s3"]["per_thousand_put"])
+            + S3_GETS_PER_JOB * float(prices["s3"]["per_thousand_get"])
+        )
+        / 1e3,
+        "cloudwatch": attempts
+        * METRIC_CALLS_PER_JOB
+        / 1e3
+        * float(prices["cloudwatch"]["per_thousand_requests"]),
+    }
+    engine = sum(float(r.duration_s or 0.0) for r in ran)
+    return Metered(len(ran), attempts, seconds, engine, gb_s, cost)
+
+
+def cost_json(metered: Metered, projected: Projection) -> dict[str, Any]:
+    return {"metered": metered.to_json(), "projected": projected.to_json()}
+
+
+def render_cost_line(metered: Metered, projected: Projection) -> str:
+    """One line for the report's conditions and the CLI."""
+    if not metered.jobs:
+        return f"nothing ran here (every job reused): projected ${projected.total_usd:,.4f} if run again"
+    return (
+        f"actual (metered) ${metered.total_usd:,.4f} — {metered.jobs:,} jobs, {metered.worker_seconds:,.1f} "
+        f"worker-s ({metered.engine_seconds:,.1f} s engine), {metered.gb_s:,.1f} GB-s — vs projected "
+        f"${projected.total_usd:,.4f} ({projected.lambda_gb_s:,.1f} GB-s), at AWS list prices"
+    )
