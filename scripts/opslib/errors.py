@@ -27,6 +27,15 @@ class DeployError(OpsError):
     """A deploy that cannot be planned as asked (no built layer zip, no earlier version to roll back to)."""
 
 
+class DeployAccessError(DeployError):
+    """A planner's read of the live stack was refused (a permission the deploy role lacks, invalid or expired
+    credentials): the plan stops rather than read the resource as absent."""
+
+
+class DeployThrottledError(DeployError):
+    """AWS throttled a planner's read beyond botocore's retries: nothing was changed; run the deploy again."""
+
+
 class LocalSetupError(OpsError):
     """The embedded default cannot start (the emulator did not start, its saved state cannot be restored, a
     handler file is missing): nothing was submitted."""

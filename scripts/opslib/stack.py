@@ -41,6 +41,27 @@ class QueueSettings:
     dlq_retention_s: int
 
 
+# AWS's documented bounds (Lambda API reference: ScalingConfig, ProvisionedPollerConfig, for SQS sources).
+MAXIMUM_CONCURRENCY_RANGE = (2, 1000)
+MINIMUM_POLLERS_RANGE = (2, 200)
+MAXIMUM_POLLERS_RANGE = (2, 10_000)
+
+
+@dataclass(frozen=True)
+class ProvisionedPollers:
+    """Provisioned mode of a function's SQS event source mappings: dedicated event pollers, per mapping."""
+
+    minimum: int
+    maximum: int
+
+    @classmethod
+    def from_setting(cls, value: Any) -> ProvisionedPollers:
+        """`{minimum: N, maximum: M}` from the stack file (bounds are checked with the other settings)."""
+        if not isinstance(value, Mapping) or set(value) != {"minimum", "maximum"}:
+            raise ValueError(value)
+        return cls(minimum=_convert(value["minimum"], "int"), maximum=_convert(value["maximum"], "int"))
+
+
 @dataclass(frozen=True)
 class FunctionSettings:
     """One Lambda function (`worker`, `collector`) and its event source mapping."""
@@ -54,11 +75,66 @@ class FunctionSettings:
     # The worker's NORMAL-queue mapping only (issue 19, priority): at most this many concurrent invocations,
     # so capacity is left for the priority queue's mapping. None: the same as `maximum_concurrency`.
     normal_maximum_concurrency: int | None = None
+    # Provisioned mode of each of the function's mappings (AWS: exclusive with the maximum concurrencies).
+    # None: standard mode.
+    provisioned_pollers: ProvisionedPollers | None = None
 
     @property
     def concurrency(self) -> int:
         """How many copies can run at once: the mapping's maximum, else the account's default limit."""
         return self.maximum_concurrency or ACCOUNT_CONCURRENCY
+
+    def problems(self, name: str) -> list[str]:
+        """What AWS would refuse, or what would break the priority headroom, in section `name`."""
+        out = []
+        for field_name, value in (
+            ("maximum_concurrency", self.maximum_concurrency),
+            ("normal_maximum_concurrency", self.normal_maximum_concurrency),
+        ):
+            low, high = MAXIMUM_CONCURRENCY_RANGE
+            if value is not None and not low <= value <= high:
+                out.append(f"{name}.{field_name}={value}: AWS accepts {low}-{high} (ScalingConfig).")
+        normal = self.normal_maximum_concurrency
+        if normal is not None:
+            if name != "worker":
+                out.append(f"{name}.normal_maximum_concurrency: only the worker reads a priority queue.")
+            if self.maximum_concurrency is not None and normal > self.maximum_concurrency:
+                out.append(
+                    f"{name}.normal_maximum_concurrency={normal} must be at most maximum_concurrency "
+                    f"({self.maximum_concurrency}), the priority queue's mapping."
+                )
+            if self.reserved_concurrency is not None and normal >= self.reserved_concurrency:
+                out.append(
+                    f"{name}.normal_maximum_concurrency={normal} must be below reserved_concurrency "
+                    f"({self.reserved_concurrency}) to leave capacity for priority jobs."
+                )
+        return out + self._poller_problems(name)
+
+    def _poller_problems(self, name: str) -> list[str]:
+        pollers = self.provisioned_pollers
+        if pollers is None:
+            return []
+        out = []
+        for field_name, value, (low, high) in (
+            ("minimum", pollers.minimum, MINIMUM_POLLERS_RANGE),
+            ("maximum", pollers.maximum, MAXIMUM_POLLERS_RANGE),
+        ):
+            if not low <= value <= high:
+                out.append(f"{name}.provisioned_pollers.{field_name}={value}: AWS accepts {low}-{high}.")
+        if pollers.minimum > pollers.maximum:
+            out.append(
+                f"{name}.provisioned_pollers: minimum ({pollers.minimum}) must not exceed maximum "
+                f"({pollers.maximum})."
+            )
+        exclusive = [
+            f for f in ("maximum_concurrency", "normal_maximum_concurrency") if getattr(self, f) is not None
+        ]
+        if exclusive:
+            out.append(
+                f"{name}.provisioned_pollers cannot be combined with {' and '.join(exclusive)}: AWS's "
+                "provisioned mode and maximum concurrency are mutually exclusive (docs/deploy.md)."
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -141,6 +217,9 @@ def load_stack(path: Path = DEFAULT_STACK, environment: str | None = None) -> St
         raw = _merge(raw, environments[environment] or {})
     config = _build(raw, path)
     check_region(config.region, f"{path}: region")
+    problems = config.worker.problems("worker") + config.collector.problems("collector")
+    if problems:
+        raise StackConfigError(f"{path}: {' '.join(problems)}")
     if config.queues.visibility_timeout_s < 6 * config.worker.timeout_s:
         raise StackConfigError(
             f"queues.visibility_timeout_s={config.queues.visibility_timeout_s} must be at least 6x "
@@ -220,6 +299,8 @@ def _section(kind: type[T], values: Any, name: str, path: Path) -> T:
 def _convert(value: Any, kind: str) -> Any:
     if value is None and "None" in kind:
         return None
+    if kind.startswith("ProvisionedPollers"):
+        return ProvisionedPollers.from_setting(value)
     if kind.startswith("int"):
         if isinstance(value, bool) or float(value) != int(value):
             raise ValueError(value)

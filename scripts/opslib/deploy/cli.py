@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -21,6 +22,7 @@ from ..errors import OpsError
 from ..stack import check_region, load_stack
 from .functions import plan_function, plan_rollback
 from .plan import DeployContext, Plan, apply_plan
+from .state import read
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:
@@ -121,9 +123,12 @@ def git_sha() -> str:
 
 
 def latest_layer(ctx: DeployContext) -> str | None:
-    versions = (
-        ctx.clients.client("lambda").list_layer_versions(LayerName=ctx.names.layer).get("LayerVersions", [])
-    )
+    lam = ctx.clients.client("lambda")
+    versions = read(
+        partial(lam.list_layer_versions, LayerName=ctx.names.layer),
+        "lambda:ListLayerVersions",
+        ctx.layer_arn(ctx.names.layer),
+    ).get("LayerVersions", [])
     return str(versions[0]["LayerVersionArn"]) if versions else None
 
 

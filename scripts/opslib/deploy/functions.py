@@ -4,7 +4,7 @@
   environment) is updated when it differs; either publishes a version described by the git sha and moves
   the alias `live` to it;
 - event source mappings point at the alias (so a rollback moves traffic with it) and report batch item
-  failures; the worker reads the job and priority queues, the collector the result queue;
+  failures; the worker reads the job and priority queues, the collector the result queue (`mappings.py`);
 - `plan_rollback` moves `live` back to the previous published version.
 """
 
@@ -20,15 +20,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from ..errors import DeployError, NotDeployedError
+from .mappings import ALIAS, plan_mappings, teardown_mappings
 from .plan import Call, Change, DeployContext, Plan, Ref
-from .state import exists
+from .state import LAMBDA_NOT_FOUND, SQS_NOT_FOUND, exists, read, read_or_none
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNTIME = "python3.12"
-ALIAS = "live"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -69,12 +67,12 @@ def environment(ctx: DeployContext) -> dict[str, str]:
     names = ctx.names
     urls = {}
     for name in (names.result_queue, names.dead_letter_queue):
-        try:
-            urls[name] = str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
-        except ClientError as exc:
-            raise NotDeployedError(
-                f"queue {name} not found: deploy the queues first (deploy_queues.py)"
-            ) from exc
+        found = read_or_none(
+            partial(sqs.get_queue_url, QueueName=name), "sqs:GetQueueUrl", ctx.queue_arn(name), SQS_NOT_FOUND
+        )
+        if found is None:
+            raise NotDeployedError(f"queue {name} not found: deploy the queues first (deploy_queues.py)")
+        urls[name] = str(found["QueueUrl"])
     return ctx.config.handler_env(names, urls).to_environ()
 
 
@@ -113,59 +111,8 @@ def _publish_calls(spec: FunctionSpec, git_sha: str, *, alias_exists: bool, inde
     return publish, move
 
 
-def _mapping_settings(ctx: DeployContext, spec: FunctionSpec) -> dict[str, Any]:
-    settings = ctx.config.function(spec.key)
-    desired: dict[str, Any] = {
-        "BatchSize": settings.batch_size,
-        "MaximumBatchingWindowInSeconds": settings.batching_window_s,
-        "FunctionResponseTypes": ["ReportBatchItemFailures"],
-    }
-    if settings.maximum_concurrency is not None:
-        desired["ScalingConfig"] = {"MaximumConcurrency": settings.maximum_concurrency}
-    return desired
-
-
 def _plan_mappings(ctx: DeployContext, spec: FunctionSpec) -> list[Change]:
-    client = ctx.clients.client("lambda")
-    alias_arn = f"{ctx.function_arn(spec.name)}:{ALIAS}"
-    desired = _mapping_settings(ctx, spec)
-    changes = []
-    for queue in spec.sources:
-        source = ctx.queue_arn(queue)
-        try:
-            existing = client.list_event_source_mappings(EventSourceArn=source, FunctionName=alias_arn)
-        except ClientError:
-            existing = {"EventSourceMappings": []}
-        found = existing.get("EventSourceMappings", [])
-        if not found:
-            call = Call(
-                "lambda",
-                "create_event_source_mapping",
-                {"EventSourceArn": source, "FunctionName": alias_arn, "Enabled": True, **desired},
-            )
-            changes.append(
-                Change(
-                    "create",
-                    f"event source {queue} → {spec.name}:{ALIAS}",
-                    "map the queue to the alias",
-                    (call,),
-                )
-            )
-            continue
-        mapping = found[0]
-        diff = {k: (mapping.get(k), v) for k, v in desired.items() if mapping.get(k) != v}
-        if diff:
-            call = Call("lambda", "update_event_source_mapping", {"UUID": mapping["UUID"], **desired})
-            changes.append(
-                Change(
-                    "update",
-                    f"event source {queue} → {spec.name}:{ALIAS}",
-                    f"set {', '.join(sorted(diff))}",
-                    (call,),
-                    diff,
-                )
-            )
-    return changes
+    return plan_mappings(ctx, spec.key, spec.name, spec.sources)
 
 
 def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sha: str) -> Plan:
@@ -173,14 +120,17 @@ def plan_function(ctx: DeployContext, key: str, *, layer_arn: str | None, git_sh
     client = ctx.clients.client("lambda")
     package = function_zip(key)
     desired = desired_configuration(ctx, spec, layer_arn)
-    try:
-        current = client.get_function(FunctionName=spec.name)["Configuration"]
-    except ClientError as exc:
-        if "ResourceNotFound" not in str(exc.response.get("Error", {}).get("Code", "")):
-            raise
+    arn = ctx.function_arn(spec.name)
+    found = read_or_none(
+        partial(client.get_function, FunctionName=spec.name), "lambda:GetFunction", arn, LAMBDA_NOT_FOUND
+    )
+    if found is None:
         return _plan_create(ctx, key, spec, package, desired, git_sha)
-    changes = _plan_update(ctx, spec, current, package, desired, git_sha)
-    reserved = client.get_function_concurrency(FunctionName=spec.name).get("ReservedConcurrentExecutions")
+    changes = _plan_update(ctx, spec, found["Configuration"], package, desired, git_sha)
+    concurrency = read(
+        partial(client.get_function_concurrency, FunctionName=spec.name), "lambda:GetFunctionConcurrency", arn
+    )
+    reserved = concurrency.get("ReservedConcurrentExecutions")
     return Plan(key, (*changes, *_plan_concurrency(ctx, spec, reserved), *_plan_mappings(ctx, spec)))
 
 
@@ -279,11 +229,14 @@ def _plan_concurrency(ctx: DeployContext, spec: FunctionSpec, current: int | Non
 
 
 def _alias_version(ctx: DeployContext, spec: FunctionSpec) -> str | None:
-    try:
-        alias = ctx.clients.client("lambda").get_alias(FunctionName=spec.name, Name=ALIAS)
-    except ClientError:
-        return None
-    return str(alias["FunctionVersion"])
+    lam = ctx.clients.client("lambda")
+    alias = read_or_none(
+        partial(lam.get_alias, FunctionName=spec.name, Name=ALIAS),
+        "lambda:GetAlias",
+        f"{ctx.function_arn(spec.name)}:{ALIAS}",
+        LAMBDA_NOT_FOUND,
+    )
+    return None if alias is None else str(alias["FunctionVersion"])
 
 
 def plan_rollback(ctx: DeployContext, key: str) -> Plan:
@@ -293,11 +246,15 @@ def plan_rollback(ctx: DeployContext, key: str) -> Plan:
     if current is None or not current.isdigit():
         raise DeployError(f"{spec.name} has no '{ALIAS}' alias on a published version: nothing to roll back.")
     paginator = ctx.clients.client("lambda").get_paginator("list_versions_by_function")
-    versions = sorted(
-        int(v["Version"])
-        for page in paginator.paginate(FunctionName=spec.name)
-        for v in page["Versions"]
-        if v["Version"].isdigit()
+    versions = read(
+        lambda: sorted(
+            int(v["Version"])
+            for page in paginator.paginate(FunctionName=spec.name)
+            for v in page["Versions"]
+            if v["Version"].isdigit()
+        ),
+        "lambda:ListVersionsByFunction",
+        ctx.function_arn(spec.name),
     )
     earlier = [v for v in versions if v < int(current)]
     if not earlier:
@@ -326,17 +283,13 @@ def teardown_functions(ctx: DeployContext) -> list[Change]:
     lam = ctx.clients.client("lambda")
     changes: list[Change] = []
     for spec in function_specs(ctx).values():
-        alias_arn = f"{ctx.function_arn(spec.name)}:{ALIAS}"
-        for mapping in lam.list_event_source_mappings(FunctionName=alias_arn).get("EventSourceMappings", []):
-            changes.append(
-                Change(
-                    "delete",
-                    f"event source {mapping['EventSourceArn'].rsplit(':', 1)[-1]}",
-                    f"unmap from {spec.name}",
-                    (Call("lambda", "delete_event_source_mapping", {"UUID": mapping["UUID"]}),),
-                )
-            )
-        if exists(partial(lam.get_function, FunctionName=spec.name)):
+        changes += teardown_mappings(ctx, spec.name)
+        if exists(
+            partial(lam.get_function, FunctionName=spec.name),
+            "lambda:GetFunction",
+            ctx.function_arn(spec.name),
+            LAMBDA_NOT_FOUND,
+        ):
             changes.append(
                 Change(
                     "delete",

@@ -437,6 +437,7 @@ def _deploy_function_statements(stacks: Sequence[StackNames], region: str, accou
                 "lambda:DeleteFunctionConcurrency",
                 "lambda:GetAlias",
                 "lambda:GetFunction",
+                "lambda:GetFunctionConcurrency",
                 "lambda:GetFunctionConfiguration",
                 "lambda:ListTags",
                 "lambda:ListVersionsByFunction",

@@ -4,11 +4,13 @@ its content hash changed, and pruning old versions."""
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 
 from ..errors import DeployError
 from .functions import RUNTIME
 from .plan import Call, Change, DeployContext, Plan
+from .state import read
 
 DESCRIPTION_PREFIX = "sha256:"
 
@@ -26,7 +28,11 @@ def plan_layer(ctx: DeployContext, zip_path: Path) -> Plan:
         raise DeployError(f"{zip_path} not found: build the layer first with scripts/build_layer.py.")
     sha = layer_sha256(zip_path)
     client = ctx.clients.client("lambda")
-    versions = client.list_layer_versions(LayerName=ctx.names.layer).get("LayerVersions", [])
+    versions = read(
+        partial(client.list_layer_versions, LayerName=ctx.names.layer),
+        "lambda:ListLayerVersions",
+        ctx.layer_arn(ctx.names.layer),
+    ).get("LayerVersions", [])
     versions.sort(key=lambda v: int(v["Version"]), reverse=True)  # newest first
     if versions and versions[0].get("Description", "").startswith(f"{DESCRIPTION_PREFIX}{sha}"):
         return Plan("layer")

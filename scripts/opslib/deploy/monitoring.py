@@ -4,12 +4,11 @@ other resource."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .plan import Call, Change, DeployContext, Plan
-from .state import exists
+from .state import CLOUDWATCH_NOT_FOUND, exists, read, read_or_none
 
 
 def dashboard_name(ctx: DeployContext) -> str:
@@ -128,14 +127,28 @@ _ALARM_FIELDS = (
 )
 
 
+def _alarms(ctx: DeployContext, names: list[str]) -> list[dict[str, Any]]:
+    """The alarms of these names that exist (DescribeAlarms lists the found ones; absent is no error)."""
+    cloudwatch = ctx.clients.client("cloudwatch")
+    found = read(
+        partial(cloudwatch.describe_alarms, AlarmNames=names),
+        "cloudwatch:DescribeAlarms",
+        ctx.cloudwatch_arn("alarm", f"{ctx.names.prefix}-*"),
+    )
+    return list(found["MetricAlarms"])
+
+
 def plan_monitoring(ctx: DeployContext) -> Plan:
     cloudwatch = ctx.clients.client("cloudwatch")
     changes = []
     body = dashboard_body(ctx)
-    try:
-        current = json.loads(cloudwatch.get_dashboard(DashboardName=dashboard_name(ctx))["DashboardBody"])
-    except ClientError:
-        current = None
+    found = read_or_none(
+        partial(cloudwatch.get_dashboard, DashboardName=dashboard_name(ctx)),
+        "cloudwatch:GetDashboard",
+        ctx.cloudwatch_arn("dashboard", dashboard_name(ctx)),
+        CLOUDWATCH_NOT_FOUND,
+    )
+    current = None if found is None else json.loads(found["DashboardBody"])
     if current != body:
         call = Call(
             "cloudwatch",
@@ -147,10 +160,7 @@ def plan_monitoring(ctx: DeployContext) -> Plan:
             Change(action, f"dashboard {dashboard_name(ctx)}", f"{len(body['widgets'])} widgets", (call,))
         )
     definitions = alarm_definitions(ctx)
-    existing = {
-        a["AlarmName"]: a
-        for a in cloudwatch.describe_alarms(AlarmNames=[d["AlarmName"] for d in definitions])["MetricAlarms"]
-    }
+    existing = {a["AlarmName"]: a for a in _alarms(ctx, [d["AlarmName"] for d in definitions])}
     for alarm in definitions:
         found = existing.get(alarm["AlarmName"])
         diff = (
@@ -177,7 +187,7 @@ def teardown_monitoring(ctx: DeployContext) -> list[Change]:
     cloudwatch = ctx.clients.client("cloudwatch")
     changes = []
     alarms = [a["AlarmName"] for a in alarm_definitions(ctx)]
-    present = [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=alarms)["MetricAlarms"]]
+    present = [a["AlarmName"] for a in _alarms(ctx, alarms)]
     if present:
         changes.append(
             Change(
@@ -187,7 +197,12 @@ def teardown_monitoring(ctx: DeployContext) -> list[Change]:
                 (Call("cloudwatch", "delete_alarms", {"AlarmNames": present}),),
             )
         )
-    if exists(lambda: cloudwatch.get_dashboard(DashboardName=dashboard_name(ctx))):
+    if exists(
+        partial(cloudwatch.get_dashboard, DashboardName=dashboard_name(ctx)),
+        "cloudwatch:GetDashboard",
+        ctx.cloudwatch_arn("dashboard", dashboard_name(ctx)),
+        CLOUDWATCH_NOT_FOUND,
+    ):
         changes.append(
             Change(
                 "delete",

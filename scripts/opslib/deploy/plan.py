@@ -116,6 +116,22 @@ class DeployContext:
     def function_arn(self, name: str) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
 
+    # The ARNs below name what a refused read was about, in the planners' error messages.
+    def role_arn(self, name: str) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{name}"
+
+    def table_arn(self, name: str) -> str:
+        return f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{name}"
+
+    def layer_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{name}"
+
+    def cloudwatch_arn(self, kind: str, name: str) -> str:
+        """A dashboard (global: no region) or an alarm."""
+        if kind == "dashboard":
+            return f"arn:aws:cloudwatch::{self.account_id}:dashboard/{name}"
+        return f"arn:aws:cloudwatch:{self.region}:{self.account_id}:alarm:{name}"
+
 
 def apply_plan(plan: Plan, clients: ClientFactory, echo: Callable[[str], None] = print) -> None:
     """Execute every call of the plan in order; a failing call stops the apply with its error."""

@@ -4,15 +4,12 @@ policy to it. Plans compare the live attributes with `resources.queue_definition
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from .plan import Call, Change, DeployContext, Plan
 from .resources import queue_definitions
-from .state import error_code
-
-ABSENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+from .state import SQS_NOT_FOUND, read, read_or_none
 
 
 def _normalise(key: str, value: Any) -> Any:
@@ -25,11 +22,11 @@ def plan_queues(ctx: DeployContext) -> Plan:
     dlq_arn = ctx.queue_arn(ctx.names.dead_letter_queue)
     changes = []
     for name, desired in queue_definitions(ctx.config, ctx.names, dlq_arn).items():
-        try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        except ClientError as exc:
-            if error_code(exc) not in ABSENT:
-                raise
+        arn = ctx.queue_arn(name)
+        found = read_or_none(
+            partial(sqs.get_queue_url, QueueName=name), "sqs:GetQueueUrl", arn, SQS_NOT_FOUND
+        )
+        if found is None:
             call = Call(
                 "sqs",
                 "create_queue",
@@ -37,7 +34,12 @@ def plan_queues(ctx: DeployContext) -> Plan:
             )
             changes.append(Change("create", f"queue {name}", "create with its settings", (call,)))
             continue
-        current = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        url = found["QueueUrl"]
+        current = read(
+            partial(sqs.get_queue_attributes, QueueUrl=url, AttributeNames=["All"]),
+            "sqs:GetQueueAttributes",
+            arn,
+        )["Attributes"]
         diff = {
             key: (current.get(key), value)
             for key, value in desired.items()
@@ -55,10 +57,13 @@ def teardown_queues(ctx: DeployContext) -> list[Change]:
     sqs = ctx.clients.client("sqs")
     changes = []
     for queue in ctx.names.queues:
-        try:
-            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-        except ClientError:
+        arn = ctx.queue_arn(queue)
+        found = read_or_none(
+            partial(sqs.get_queue_url, QueueName=queue), "sqs:GetQueueUrl", arn, SQS_NOT_FOUND
+        )
+        if found is None:
             continue
+        url = found["QueueUrl"]
         changes.append(
             Change(
                 "delete",

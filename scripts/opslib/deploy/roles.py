@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-from botocore.exceptions import ClientError
-
 from .iam import collector_policy, lambda_trust_policy, worker_policy
 from .plan import Call, Change, DeployContext, Plan
+from .state import IAM_NOT_FOUND, read, read_or_none
 
 
 def _document(value: Any) -> Any:
@@ -44,11 +44,9 @@ def plan_roles(ctx: DeployContext) -> Plan:
             "put_role_policy",
             {"RoleName": role, "PolicyName": policy_name, "PolicyDocument": json.dumps(policy)},
         )
-        try:
-            current = iam.get_role(RoleName=role)["Role"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
-                raise
+        arn = ctx.role_arn(role)
+        found = read_or_none(partial(iam.get_role, RoleName=role), "iam:GetRole", arn, IAM_NOT_FOUND)
+        if found is None:
             create = Call(
                 "iam",
                 "create_role",
@@ -63,7 +61,7 @@ def plan_roles(ctx: DeployContext) -> Plan:
                 Change("create", f"role {role}", "create with its inline policy", (create, put_policy))
             )
             continue
-        if _document(current["AssumeRolePolicyDocument"]) != trust:
+        if _document(found["Role"]["AssumeRolePolicyDocument"]) != trust:
             changes.append(
                 Change(
                     "update",
@@ -78,10 +76,13 @@ def plan_roles(ctx: DeployContext) -> Plan:
                     ),
                 )
             )
-        try:
-            inline = _document(iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"])
-        except ClientError:
-            inline = None
+        answer = read_or_none(
+            partial(iam.get_role_policy, RoleName=role, PolicyName=policy_name),
+            "iam:GetRolePolicy",
+            arn,
+            IAM_NOT_FOUND,
+        )
+        inline = None if answer is None else _document(answer["PolicyDocument"])
         if inline != policy:
             changes.append(Change("update", f"role {role}", "inline policy", (put_policy,)))
     return Plan("roles", tuple(changes))
@@ -91,11 +92,11 @@ def teardown_roles(ctx: DeployContext) -> list[Change]:
     iam = ctx.clients.client("iam")
     changes = []
     for role, _ in role_policies(ctx).values():
-        try:
-            iam.get_role(RoleName=role)
-        except ClientError:
+        arn = ctx.role_arn(role)
+        if read_or_none(partial(iam.get_role, RoleName=role), "iam:GetRole", arn, IAM_NOT_FOUND) is None:
             continue
-        names = iam.list_role_policies(RoleName=role).get("PolicyNames", [])
+        listed = read(partial(iam.list_role_policies, RoleName=role), "iam:ListRolePolicies", arn)
+        names = listed.get("PolicyNames", [])
         calls = [Call("iam", "delete_role_policy", {"RoleName": role, "PolicyName": n}) for n in names]
         calls.append(Call("iam", "delete_role", {"RoleName": role}))
         changes.append(Change("delete", f"role {role}", "delete with its inline policy", tuple(calls)))

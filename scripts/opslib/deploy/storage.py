@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
-
-from botocore.exceptions import ClientError
 
 from .iam import bucket_policy_tls_only
 from .plan import Call, Change, DeployContext, Plan
 from .resources import ENCRYPTION, PUBLIC_ACCESS_BLOCK, TTL_ATTRIBUTE, lifecycle_definition, table_definition
-from .state import error_code, exists
+from .state import (
+    DYNAMODB_NOT_FOUND,
+    S3_BUCKET_NOT_FOUND,
+    S3_ENCRYPTION_ABSENT,
+    S3_LIFECYCLE_ABSENT,
+    S3_POLICY_ABSENT,
+    S3_PUBLIC_ACCESS_BLOCK_ABSENT,
+    exists,
+    read,
+    read_or_none,
+)
 
 # --- table ------------------------------------------------------------------------------------------------
 
@@ -35,11 +44,10 @@ def plan_table(ctx: DeployContext) -> Plan:
         "update_continuous_backups",
         {"TableName": table, "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": pitr}},
     )
-    try:
-        dynamodb.describe_table(TableName=table)
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
+    arn = ctx.table_arn(table)
+    if not exists(
+        partial(dynamodb.describe_table, TableName=table), "dynamodb:DescribeTable", arn, DYNAMODB_NOT_FOUND
+    ):
         calls = [
             Call(
                 "dynamodb",
@@ -55,14 +63,20 @@ def plan_table(ctx: DeployContext) -> Plan:
             "table", (Change("create", f"table {table}", "create with TTL on job records", tuple(calls)),)
         )
     changes = []
-    ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    ttl = read(partial(dynamodb.describe_time_to_live, TableName=table), "dynamodb:DescribeTimeToLive", arn)[
+        "TimeToLiveDescription"
+    ]
     if (
         ttl.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}
         or ttl.get("AttributeName") != TTL_ATTRIBUTE
     ):
         diff = {"ttl": (ttl.get("AttributeName"), TTL_ATTRIBUTE)}
         changes.append(Change("update", f"table {table}", "enable TTL", (ttl_call,), diff))
-    backups = dynamodb.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
+    backups = read(
+        partial(dynamodb.describe_continuous_backups, TableName=table),
+        "dynamodb:DescribeContinuousBackups",
+        arn,
+    )["ContinuousBackupsDescription"]
     status = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED"
     if status != pitr:
         changes.append(
@@ -90,16 +104,20 @@ class _BucketSetting(NamedTuple):
     call: Call
 
 
-def _or_none(getter: Callable[[], Any]) -> Callable[[], Any]:
-    """`getter` as a reader that returns None where S3 answers with an error (setting not configured)."""
+# setting → the IAM permission of its Get call, and the codes S3 answers while it is not configured.
+_READS = {
+    "public access block": ("s3:GetBucketPublicAccessBlock", S3_PUBLIC_ACCESS_BLOCK_ABSENT),
+    "default encryption": ("s3:GetEncryptionConfiguration", S3_ENCRYPTION_ABSENT),
+    "TLS-only policy": ("s3:GetBucketPolicy", S3_POLICY_ABSENT),
+    "lifecycle": ("s3:GetLifecycleConfiguration", S3_LIFECYCLE_ABSENT),
+}
 
-    def current() -> Any:
-        try:
-            return getter()
-        except ClientError:
-            return None  # not configured yet
 
-    return current
+def _or_none(setting: str, bucket: str, getter: Callable[[], Any]) -> Callable[[], Any]:
+    """`getter` as a reader that returns None where S3 answers that the setting is not configured; a
+    refused or throttled read stops the plan."""
+    action, absent = _READS[setting]
+    return partial(read_or_none, getter, action, f"arn:aws:s3:::{bucket}", absent)
 
 
 def _current_encryption(s3: Any, bucket: str) -> dict[str, Any]:
@@ -120,7 +138,11 @@ def _bucket_settings(ctx: DeployContext) -> list[_BucketSetting]:
         _BucketSetting(
             "public access block",
             PUBLIC_ACCESS_BLOCK,
-            _or_none(lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]),
+            _or_none(
+                "public access block",
+                bucket,
+                lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
+            ),
             Call(
                 "s3",
                 "put_public_access_block",
@@ -130,7 +152,7 @@ def _bucket_settings(ctx: DeployContext) -> list[_BucketSetting]:
         _BucketSetting(
             "default encryption",
             ENCRYPTION,
-            _or_none(lambda: _current_encryption(s3, bucket)),
+            _or_none("default encryption", bucket, lambda: _current_encryption(s3, bucket)),
             Call(
                 "s3",
                 "put_bucket_encryption",
@@ -140,13 +162,19 @@ def _bucket_settings(ctx: DeployContext) -> list[_BucketSetting]:
         _BucketSetting(
             "TLS-only policy",
             policy,
-            _or_none(lambda: json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])),
+            _or_none(
+                "TLS-only policy", bucket, lambda: json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+            ),
             Call("s3", "put_bucket_policy", {"Bucket": bucket, "Policy": json.dumps(policy)}),
         ),
         _BucketSetting(
             "lifecycle",
             lifecycle_definition(ctx.config),
-            _or_none(lambda: {"Rules": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}),
+            _or_none(
+                "lifecycle",
+                bucket,
+                lambda: {"Rules": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]},
+            ),
             Call(
                 "s3",
                 "put_bucket_lifecycle_configuration",
@@ -158,13 +186,9 @@ def _bucket_settings(ctx: DeployContext) -> list[_BucketSetting]:
 
 
 def plan_bucket(ctx: DeployContext) -> Plan:
-    s3, bucket = ctx.clients.client("s3"), ctx.names.bucket
+    bucket = ctx.names.bucket
     settings = _bucket_settings(ctx)
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
-            raise
+    if not _bucket_exists(ctx):
         location = (
             {}
             if ctx.region == "us-east-1"
@@ -191,6 +215,15 @@ def plan_bucket(ctx: DeployContext) -> Plan:
     return Plan("bucket", tuple(changes))
 
 
+def _bucket_exists(ctx: DeployContext) -> bool:
+    """HeadBucket answers a bare status: 404 absent; 403 refused (our permission, or a name another account
+    holds), which stops the plan."""
+    s3, bucket = ctx.clients.client("s3"), ctx.names.bucket
+    return exists(
+        partial(s3.head_bucket, Bucket=bucket), "s3:ListBucket", f"arn:aws:s3:::{bucket}", S3_BUCKET_NOT_FOUND
+    )
+
+
 def plan_storage(ctx: DeployContext) -> Plan:
     return Plan("storage", plan_table(ctx).changes + plan_bucket(ctx).changes)
 
@@ -200,7 +233,12 @@ def teardown_storage(ctx: DeployContext, *, delete_data: bool) -> list[Change]:
     dynamodb = ctx.clients.client("dynamodb")
     table = ctx.names.table
     changes = []
-    if exists(lambda: dynamodb.describe_table(TableName=table)):
+    if exists(
+        partial(dynamodb.describe_table, TableName=table),
+        "dynamodb:DescribeTable",
+        ctx.table_arn(table),
+        DYNAMODB_NOT_FOUND,
+    ):
         changes.append(
             Change(
                 "delete",
@@ -223,13 +261,17 @@ def teardown_storage(ctx: DeployContext, *, delete_data: bool) -> list[Change]:
 
 def _bucket_deletion(ctx: DeployContext) -> list[Change]:
     s3, bucket = ctx.clients.client("s3"), ctx.names.bucket
-    if not exists(lambda: s3.head_bucket(Bucket=bucket)):
+    if not _bucket_exists(ctx):
         return []
-    keys = [
-        obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        for obj in page.get("Contents", [])
-    ]
+    keys = read(
+        lambda: [
+            obj["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for obj in page.get("Contents", [])
+        ],
+        "s3:ListBucket",
+        f"arn:aws:s3:::{bucket}",
+    )
     calls = [
         Call(
             "s3",
