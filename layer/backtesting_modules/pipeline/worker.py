@@ -83,13 +83,13 @@ class Worker:
         except Exception as exc:
             if not retryable(exc):
                 logger.warning("job %s failed for good: %s", job.job_id, exc)
-                self._send(encode_failure(job, exc))
+                self._send(encode_failure(job, exc), job.batch_id, job.job_id)
                 self._to_dead_letters(body, exc)
                 return
             if receives >= self.env.max_receive_count:
                 logger.error("job %s failed on its last attempt (%d): %s", job.job_id, receives, exc)
                 gave_up = RuntimeError(f"gave up after {receives} attempts: {type(exc).__name__}: {exc}")
-                self._send(encode_failure(job, gave_up))
+                self._send(encode_failure(job, gave_up), job.batch_id, job.job_id)
             raise
 
     def _run(self, job: Job, sent_ms: int | None = None) -> None:
@@ -111,7 +111,7 @@ class Worker:
             top_n, min_trades = self._digest_shape(job.batch_id)
             store_digest(self.store, job.job_id, result.columns, job.ranking_metric, top_n, min_trades)
             stored.result()  # re-raises a failed upload: the job is retried, nothing is sent
-        self._send(json.dumps(message, allow_nan=False))
+        self._send(json.dumps(message, allow_nan=False), job.batch_id, job.job_id)
 
     def _digest_shape(self, batch_id: str) -> tuple[int, int]:
         """The batch's (top_n, min_trades): what its digests keep (read once per batch and container)."""
@@ -134,9 +134,17 @@ class Worker:
             self._bars.popitem(last=False)
         return loaded
 
-    def _send(self, body: str) -> None:
+    def _send(self, body: str, batch_id: str, job_id: str) -> None:
+        """A result or failure to the result queue; its ids also travel as message attributes, so the
+        collector can still count the job if the body arrives unreadable (`collector.result_ids`)."""
+        attributes = {
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in (("batch_id", batch_id), ("job_id", job_id))
+        }
         try:
-            self.clients.client("sqs").send_message(QueueUrl=self.env.result_queue_url, MessageBody=body)
+            self.clients.client("sqs").send_message(
+                QueueUrl=self.env.result_queue_url, MessageBody=body, MessageAttributes=attributes
+            )
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"sending to the result queue failed: {exc}") from exc
 
@@ -162,5 +170,5 @@ class Worker:
             and isinstance(raw.get("job_id"), str)
         ):
             failure = failure_for(raw["batch_id"], raw["job_id"], 1, exc, retryable=False)
-            self._send(json.dumps(failure))
+            self._send(json.dumps(failure), raw["batch_id"], raw["job_id"])
         self._to_dead_letters(body, exc)
