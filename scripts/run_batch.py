@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,26 +102,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass
+class Ran:
+    """What a run leaves for its report: the outcome, the charts, the cost, the local pool's health."""
+
+    outcome: ValidatedOutcome | SearchOutcome
+    visuals: Visuals
+    cost: tuple[Metered, Projection]
+    pool: dict[str, int] | None = None  # local: processes replaced, handler crashes, records redelivered
+
+
+def run_on_target(
+    args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: list[str], started: float
+) -> Ran:
+    """Execute the batch on the embedded default or AWS; the report's inputs are read while the store is
+    up (the local emulator stops with its `with` block)."""
+    if args.target != "local":
+        submitter = deployed_submitter(ClientFactory.from_environ(), stack)
+        outcome = execute(args, spec, stack, known, started, submitter)
+        return Ran(outcome, report_visuals(submitter, outcome), metered_cost(submitter, outcome, stack))
+    # The worker processes start with the emulator, so their imports overlap the bars upload.
+    # The embedded default keeps its tables and buckets in .local-aws/ between runs (docs/results.md).
+    state = LOCAL_STATE or local_state_dir()
+    emulator = Emulator(state_dir=state, fresh=args.fresh, region=stack.region)
+    with LocalRuntime(
+        stack, workers=args.workers, visibility_timeout_s=args.visibility_timeout, emulator=emulator
+    ) as local:
+        submitter = local.submitter()
+        outcome = execute(args, spec, stack, known, started, submitter, local.alive)
+        ran = Ran(outcome, report_visuals(submitter, outcome), metered_cost(submitter, outcome, stack))
+        ran.pool = {
+            "restarts": local.restarts,
+            "crashes": local.crashes,
+            "failed_records": local.failed_records,
+        }
+    return ran
+
+
 def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: list[str]) -> dict[str, Any]:
     """Run the batch; its id is appended to `known` as soon as the bars are resolved (for Ctrl-C)."""
     started = time.monotonic()
-    if args.target == "local":
-        # The worker processes start with the emulator, so their imports overlap the bars upload.
-        # The embedded default keeps its tables and buckets in .local-aws/ between runs (docs/results.md).
-        state = LOCAL_STATE or local_state_dir()
-        emulator = Emulator(state_dir=state, fresh=args.fresh, region=stack.region)
-        with LocalRuntime(
-            stack, workers=args.workers, visibility_timeout_s=args.visibility_timeout, emulator=emulator
-        ) as local:
-            submitter = local.submitter()
-            outcome = execute(args, spec, stack, known, started, submitter, local.alive)
-            visuals = report_visuals(submitter, outcome)
-            cost = metered_cost(submitter, outcome, stack)
-    else:
-        submitter = deployed_submitter(ClientFactory.from_environ(), stack)
-        outcome = execute(args, spec, stack, known, started, submitter)
-        visuals = report_visuals(submitter, outcome)
-        cost = metered_cost(submitter, outcome, stack)
+    ran = run_on_target(args, spec, stack, known, started)
+    outcome, pool = ran.outcome, ran.pool
     summary = outcome.train.summary
     batch = outcome.train.batch_id
     conditions = [
@@ -130,13 +153,16 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
     ]
     if outcome.test is not None:
         conditions.append(("out-of-sample batch", outcome.test.batch_id))
-    conditions.append(("cost on AWS", render_cost_line(*cost)))
+    conditions.append(("cost on AWS", render_cost_line(*ran.cost)))
+    if pool is not None and any(pool.values()):
+        health = f"{pool['restarts']} replaced, {pool['crashes']} handler crashes (stderr has them)"
+        conditions.append(("local workers", health))
     out = Path(args.reports) / batch
     if isinstance(outcome, SearchOutcome):
-        report = write_reports(summary, out, conditions, None, outcome.document, visuals=visuals)
+        report = write_reports(summary, out, conditions, None, outcome.document, visuals=ran.visuals)
         extra = search_json(outcome.document)
     else:
-        report = write_reports(summary, out, conditions, outcome.document, visuals=visuals)
+        report = write_reports(summary, out, conditions, outcome.document, visuals=ran.visuals)
         extra = {"validation": validation_headline(outcome.document)} if outcome.document else {}
     return {
         "batch_id": batch,
@@ -147,7 +173,8 @@ def run(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig, known: li
         "backtests": summary["backtests"],
         "elapsed_s": round(time.monotonic() - started, 3),
         "report": str(report),
-        "cost": cost_json(*cost),
+        "cost": cost_json(*ran.cost),
+        **({"local": pool} if pool is not None else {}),
         **extra,
     }
 
