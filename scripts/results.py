@@ -25,8 +25,6 @@ from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from backtesting_modules.pipeline.records import BatchRecord
 from backtesting_modules.reports import fit_to_limit
-from opslib.batch.charts import compute_visuals
-from opslib.batch.reports import write_reports
 from opslib.cli import REPORTED_ERRORS, UsageError, error_text, exit_status
 from opslib.history.compute import (
     compute_comparison,
@@ -197,6 +195,9 @@ def cmd_show(args: argparse.Namespace, history: History) -> int:
     else:
         text = render_report(summary, record, args.target, validation, search)
         if args.reports:  # the files run_batch.py writes, charts included (every stored row is read)
+            from opslib.batch.charts import compute_visuals  # noqa: PLC0415 - matplotlib, for the charts only
+            from opslib.batch.reports import write_reports  # noqa: PLC0415
+
             conditions = report_conditions(summary, record, args.target)
             higher = HIGHER_IS_BETTER.get(record.ranking_metric, True)
             visuals = compute_visuals(history.store, record, summary, higher=higher, validation=validation)
@@ -348,8 +349,11 @@ def main(argv: Sequence[str] | None = None, *, history: History | None = None) -
         if history is not None:
             return command(args, history)
         state = Path(args.state_dir) if args.state_dir else None
+        # Local queries read the saved state's files; the charts of `show --reports` read more than the
+        # store's queries, from the state restored into the emulator.
+        direct = not (args.command == "show" and args.reports)
         with open_history(
-            args.target, environment=args.environment, state_dir=state, fresh=args.fresh
+            args.target, environment=args.environment, state_dir=state, fresh=args.fresh, direct=direct
         ) as connected:
             return command(args, connected)
     except (*REPORTED_ERRORS, OSError) as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,31 +31,8 @@ from opslib.local.snapshot import EmulatorState
 from opslib.stack import StackConfig, load_stack
 from tests.script_loader import load_script
 
+pytestmark = pytest.mark.usefixtures("restore_environ")  # tests/e2e/conftest.py
 STACK = load_stack()  # every test has its own emulator: config/stack.yaml's names, as results.py reads them
-
-
-@pytest.fixture(autouse=True)
-def restore_environ() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
-    """Start an emulator on the test's state folder; any still running at the end (a failed assertion)
-    is stopped, so no server outlives the test."""
-    running: list[Emulator] = []
-
-    def started(**options: Any) -> Emulator:
-        emulator = Emulator(state_dir=tmp_path, **options)
-        running.append(emulator)
-        return emulator.start()
-
-    yield started
-    for emulator in running:
-        emulator.stop()
 
 
 def connect(emulator: Emulator, stack: StackConfig = STACK) -> Store:

@@ -13,7 +13,6 @@ from backtesting_modules.metrics import METRIC_NAMES
 from backtesting_modules.pipeline.records import BatchRecord, JobRecord
 from backtesting_modules.reports import format_value
 
-from ..batch.reports import render_report as render_batch_report
 from .compute import Comparison, compute_duration, format_param
 from .queries import BatchEntry
 
@@ -75,6 +74,9 @@ def render_report(
 ) -> str:
     """The batch report run_batch.py writes (its out-of-sample view first for a validated sweep, its search
     section first for a search), with the conditions a stored batch still knows."""
+    # opslib.batch.reports imports the charts (matplotlib): only `show` needs it, not every query.
+    from ..batch.reports import render_report as render_batch_report  # noqa: PLC0415
+
     document = dict(validation) if validation is not None else None
     searched = dict(search) if search is not None else None
     return render_batch_report(dict(summary), report_conditions(summary, record, target), document, searched)

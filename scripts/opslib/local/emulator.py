@@ -49,8 +49,10 @@ class Emulator:
     """A moto server in its own process (its own GIL), on a free loopback port.
 
     With `state_dir` its tables and buckets outlive it (moto itself keeps nothing): `start` restores the
-    snapshot saved there, unless `fresh`; `stop` saves a new one before ending the server, unless
-    `read_only`. Queues are not kept: a batch stopped midway is finished by `run_batch.py --resume`.
+    snapshot saved there (the previous one, with a warning, when it cannot be read), unless `fresh`; `stop`
+    saves a new one before ending the server, unless `read_only`. The server loads and dumps the state
+    itself and leaves stored objects in their files until read, so neither costs the size of the history.
+    Queues are not kept: a batch stopped midway is finished by `run_batch.py --resume`.
     Without `state_dir` (the tests) everything is gone at `stop`.
     """
 
@@ -140,6 +142,9 @@ class Emulator:
                     f"({type(exc).__name__}: {exc}); start empty with --fresh (the state is then replaced "
                     f"when the run ends), or move {self.state_dir} away."
                 ) from exc
+            except BaseException:
+                self.stop()  # no server outlives a failed start
+                raise
             self.timings.update(moved, restore_s=time.monotonic() - started)
         self.saving = not self.read_only
 
