@@ -1,5 +1,9 @@
-"""Fixtures of the emulator tests that start their own emulator on a state folder (test_persistence,
-test_history_scale): each module opts in with `pytestmark = pytest.mark.usefixtures("restore_environ")`."""
+"""Shared fixtures of the end-to-end tests.
+
+`bed`: one emulator, its stack (resource names prefixed with the module's `BED_PREFIX`), two worker
+processes and a collector for a whole module. `restore_environ` and `start`: for the tests that start
+their own emulator on a state folder (test_persistence, test_history_scale), which opt in with
+`pytestmark = pytest.mark.usefixtures("restore_environ")`."""
 
 from __future__ import annotations
 
@@ -11,6 +15,23 @@ from typing import Any
 import pytest
 
 from opslib.local.emulator import Emulator
+from opslib.local.testbed import Testbed
+
+
+@pytest.fixture(scope="module")
+def bed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    prefix = request.module.BED_PREFIX
+    server = Emulator().start()
+    saved = dict(os.environ)
+    os.environ.update(server.environ())
+    testbed = Testbed.create(server, prefix, tmp_path_factory.mktemp(prefix))
+    testbed.start_workers(2)
+    testbed.start_collector()
+    yield testbed
+    testbed.stop()
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ from opslib.batch.execute import BatchOutcome, execute_batch
 from opslib.batch.reports import render_report
 from opslib.batch.submitter import Submitter
 from opslib.errors import BatchInputError
-from opslib.local.emulator import Emulator
 from opslib.local.testbed import Testbed
 
 SYMBOLS = ["KRW-BTC", "KRW-ETH"]
@@ -31,19 +28,7 @@ GRID = {"fast": [5, 10], "slow": [30, 60]}
 _seeds = itertools.count(100)
 
 
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    server = Emulator().start()
-    saved = dict(os.environ)
-    os.environ.update(server.environ())
-    testbed = Testbed.create(server, "real0", tmp_path_factory.mktemp("real"))
-    testbed.start_workers(2)
-    testbed.start_collector()
-    yield testbed
-    testbed.stop()
-    server.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+BED_PREFIX = "real0"  # the module's stack in the shared `bed` (tests/e2e/conftest.py)
 
 
 def data_location(bed: Testbed) -> str:

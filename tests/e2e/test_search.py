@@ -6,8 +6,6 @@ document (convergence, importances, deflated Sharpe from the trials run, ranges 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +18,6 @@ from opslib.batch.search import SearchOutcome, execute_search
 from opslib.batch.submitter import Submitter
 from opslib.errors import BatchIncompleteError
 from opslib.history.queries import History
-from opslib.local.emulator import Emulator
 from opslib.local.testbed import Testbed
 from tests.script_loader import load_script
 
@@ -37,19 +34,7 @@ STRATEGIES = (
 )
 
 
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    server = Emulator().start()
-    saved = dict(os.environ)
-    os.environ.update(server.environ())
-    testbed = Testbed.create(server, "search0", tmp_path_factory.mktemp("search"))
-    testbed.start_workers(2)
-    testbed.start_collector()
-    yield testbed
-    testbed.stop()
-    server.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+BED_PREFIX = "search0"  # the module's stack in the shared `bed` (tests/e2e/conftest.py)
 
 
 def search_spec(

@@ -7,8 +7,6 @@ anything is sent. The bars carry a planted 10-day cycle the grid can capture, so
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ from opslib.batch.submitter import Submitter
 from opslib.batch.validation import execute_validated, out_of_sample_batch_id
 from opslib.errors import BatchInputError
 from opslib.history.queries import History
-from opslib.local.emulator import Emulator
 from opslib.local.testbed import Testbed
 from tests.script_loader import load_script
 
@@ -32,19 +29,7 @@ results_cli = load_script("results")
 HOURS = 24 * 300
 
 
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    server = Emulator().start()
-    saved = dict(os.environ)
-    os.environ.update(server.environ())
-    testbed = Testbed.create(server, "valid0", tmp_path_factory.mktemp("validation"))
-    testbed.start_workers(2)
-    testbed.start_collector()
-    yield testbed
-    testbed.stop()
-    server.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+BED_PREFIX = "valid0"  # the module's stack in the shared `bed` (tests/e2e/conftest.py)
 
 
 @pytest.fixture(scope="module")

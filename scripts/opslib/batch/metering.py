@@ -18,16 +18,7 @@ from typing import Any
 
 from backtesting_modules.pipeline.records import JobRecord
 
-from .projection import (
-    METRIC_CALLS_PER_JOB,
-    READ_UNITS_PER_JOB,
-    S3_GETS_PER_JOB,
-    S3_PUTS_PER_JOB,
-    SQS_REQUESTS_PER_JOB,
-    WRITE_UNITS_PER_JOB,
-    Projection,
-    load_pricing,
-)
+from .projection import Projection, load_pricing, price_jobs
 
 
 @dataclass(frozen=True)
@@ -75,28 +66,7 @@ def meter_jobs(
     attempts = sum(max(1, r.attempts) for r in ran)
     seconds = sum(_seconds(r) for r in ran)
     gb_s = seconds * memory_mb / 1024.0
-    lam = prices["lambda"]
-    cost = {
-        "lambda_compute": gb_s * float(lam[f"gb_second_{architecture}"]),
-        "lambda_requests": 2 * attempts / 1e6 * float(lam["per_million_requests"]),  # worker + collector
-        "sqs": attempts * SQS_REQUESTS_PER_JOB / 1e6 * float(prices["sqs"]["per_million_requests"]),
-        "dynamodb": attempts
-        * (
-            WRITE_UNITS_PER_JOB * float(prices["dynamodb"]["per_million_write_units"])
-            + READ_UNITS_PER_JOB * float(prices["dynamodb"]["per_million_read_units"])
-        )
-        / 1e6,
-        "s3": attempts
-        * (
-            S3_PUTS_PER_JOB * float(prices["s3"]["per_thousand_put"])
-            + S3_GETS_PER_JOB * float(prices["s3"]["per_thousand_get"])
-        )
-        / 1e3,
-        "cloudwatch": attempts
-        * METRIC_CALLS_PER_JOB
-        / 1e3
-        * float(prices["cloudwatch"]["per_thousand_requests"]),
-    }
+    cost = price_jobs(attempts, gb_s, architecture, prices)
     engine = sum(float(r.duration_s or 0.0) for r in ran)
     return Metered(len(ran), attempts, seconds, engine, gb_s, cost)
 

@@ -106,29 +106,36 @@ def project(
     wall = project_wall_time(jobs, job_seconds, concurrency, prices["scaling"])
     containers = min(concurrency, jobs)
     gb_s = (jobs * job_seconds + containers * float(prices["scaling"]["cold_start_s"])) * memory_mb / 1024.0
+    cost = price_jobs(jobs, gb_s, architecture, prices)
+    return Projection(jobs, backtests, job_seconds, concurrency, wall, gb_s, cost)
+
+
+def price_jobs(invocations: int, gb_s: float, architecture: str, prices: dict[str, Any]) -> dict[str, float]:
+    """The list-price cost of `invocations` worker invocations (each a job's requests: SQS, DynamoDB, S3,
+    CloudWatch, at the per-job counts above, and its collector invocation) and `gb_s` worker GB-seconds;
+    the projection's and the metered cost's one price list."""
     lam = prices["lambda"]
-    cost = {
+    return {
         "lambda_compute": gb_s * float(lam[f"gb_second_{architecture}"]),
-        "lambda_requests": 2 * jobs / 1e6 * float(lam["per_million_requests"]),  # worker + collector
-        "sqs": jobs * SQS_REQUESTS_PER_JOB / 1e6 * float(prices["sqs"]["per_million_requests"]),
-        "dynamodb": jobs
+        "lambda_requests": 2 * invocations / 1e6 * float(lam["per_million_requests"]),  # worker + collector
+        "sqs": invocations * SQS_REQUESTS_PER_JOB / 1e6 * float(prices["sqs"]["per_million_requests"]),
+        "dynamodb": invocations
         * (
             WRITE_UNITS_PER_JOB * float(prices["dynamodb"]["per_million_write_units"])
             + READ_UNITS_PER_JOB * float(prices["dynamodb"]["per_million_read_units"])
         )
         / 1e6,
-        "s3": jobs
+        "s3": invocations
         * (
             S3_PUTS_PER_JOB * float(prices["s3"]["per_thousand_put"])
             + S3_GETS_PER_JOB * float(prices["s3"]["per_thousand_get"])
         )
         / 1e3,
-        "cloudwatch": jobs
+        "cloudwatch": invocations
         * METRIC_CALLS_PER_JOB
         / 1e3
         * float(prices["cloudwatch"]["per_thousand_requests"]),
     }
-    return Projection(jobs, backtests, job_seconds, concurrency, wall, gb_s, cost)
 
 
 def render_projection(p: Projection) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,8 +28,9 @@ from backtesting_modules.jobs.runner import JobStatus
 from backtesting_modules.metrics_benchmark import buy_and_hold
 from backtesting_modules.pipeline.bars_source import load_ref
 from backtesting_modules.pipeline.errors import MissingObjectError
-from backtesting_modules.pipeline.records import BatchRecord
+from backtesting_modules.pipeline.records import BatchRecord, JobRecord
 from backtesting_modules.pipeline.store import Store
+from backtesting_modules.pipeline.summary import SUMMARY_READERS
 
 MAX_AXIS_VALUES = 60  # an axis with more distinct values (a search's continuous parameter) gets no heatmap
 MAX_PAIRS = 6  # heatmaps per (strategy, symbol): the first pairs of axes in the grid's order
@@ -40,16 +42,21 @@ RERUN_JOB_TYPES = ("PARAMETER_OPTIMIZATION", "SINGLE_STRATEGY")
 
 def load_rows(store: Store, batch_id: str) -> pd.DataFrame:
     """Every succeeded job's rows (`result_frame`: job_id, strategy, symbol, `param.<name>`, metrics), in
-    job order; an empty frame when no job stored rows."""
-    frames = []
+    job order, the bodies read from several threads as the summary reads its digests; an empty frame when
+    no job stored rows."""
     attributes = ("job_id", "result_key")
-    for job in store.jobs(batch_id, status=JobStatus.SUCCEEDED, attributes=attributes):
-        if not job.result_key:
-            continue
+    jobs = [
+        j for j in store.jobs(batch_id, status=JobStatus.SUCCEEDED, attributes=attributes) if j.result_key
+    ]
+
+    def read(job: JobRecord) -> pd.DataFrame | None:
         try:
-            frames.append(result_frame(store.get_bytes(job.result_key), job_id=job.job_id))
+            return result_frame(store.get_bytes(str(job.result_key)), job_id=job.job_id)
         except MissingObjectError:
-            continue  # a body deleted by hand: its rows are missing from the charts, as from an export
+            return None  # a body deleted by hand: its rows are missing from the charts, as from an export
+
+    with ThreadPoolExecutor(max_workers=max(1, min(SUMMARY_READERS, len(jobs)))) as pool:
+        frames = [f for f in pool.map(read, jobs) if f is not None]
     if not frames:
         return pd.DataFrame(columns=["job_id", "strategy", "symbol"])
     return pd.concat(frames, ignore_index=True)

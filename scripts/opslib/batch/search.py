@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from backtesting_modules import names
-from backtesting_modules.jobs.messages import encode_job
 from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, DEFAULT_THROUGHPUT, Job, plan_set_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.results import decode_period_returns, result_frame
@@ -222,26 +221,7 @@ class SearchDriver:
         record = self.store.get_batch(self.batch)
         reused = self.submitter.reuse(record, jobs) if self.reuse else set()
         pending = [j for j in self.submitter.pending(self.batch, jobs) if j.job_id not in reused]
-        self._send_now(pending)
-
-    def _send_now(self, jobs: list[Job]) -> None:
-        if not jobs:
-            return
-        sqs = self.submitter.clients.client("sqs")
-        url = self.submitter.queue_for(jobs[0])
-        for start in range(0, len(jobs), 10):
-            chunk = jobs[start : start + 10]
-            response = sqs.send_message_batch(
-                QueueUrl=url,
-                Entries=[{"Id": str(i), "MessageBody": encode_job(job)} for i, job in enumerate(chunk)],
-            )
-            if response.get("Failed"):
-                first = response["Failed"][0]
-                raise BatchIncompleteError(
-                    f"SQS refused {len(response['Failed'])} job message(s) ({first.get('Code')}: "
-                    f"{first.get('Message')}); continue the search with --resume {self.batch}.",
-                    self.batch,
-                )
+        self.submitter.send_now(pending)
 
     # --- waiting and telling -----------------------------------------------------------------------
 

@@ -128,6 +128,27 @@ class Submitter:
         high = job.priority is Priority.HIGH
         return self.urls[self.names.priority_queue if high else self.names.job_queue]
 
+    def send_now(self, jobs: Sequence[Job], url: str | None = None) -> None:
+        """Send `jobs` to their queue (`url`, else the queue of the first one's priority) in requests of up
+        to 10 messages; a BatchIncompleteError naming --resume when SQS refuses any."""
+        if not jobs:
+            return
+        sqs = self.clients.client("sqs")
+        url = url or self.queue_for(jobs[0])
+        for start in range(0, len(jobs), 10):
+            chunk = jobs[start : start + 10]
+            response = sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "MessageBody": encode_job(job)} for i, job in enumerate(chunk)],
+            )
+            if response.get("Failed"):
+                first = response["Failed"][0]
+                raise BatchIncompleteError(
+                    f"SQS refused {len(response['Failed'])} job message(s) ({first.get('Code')}: "
+                    f"{first.get('Message')}); send them again with --resume {chunk[0].batch_id}.",
+                    chunk[0].batch_id,
+                )
+
     def send_in_waves(
         self, jobs: list[Job], depth: int, on_tick: Callable[[], bool], poll_s: float = 0.2
     ) -> None:
@@ -154,22 +175,10 @@ class Submitter:
                 rate = max(0, filled[1] - visible) / (now - filled[0])
             target = max(depth, math.ceil(2 * rate * poll_s))
             room = min(target - visible, len(jobs) - sent)
-            while room > 0:  # in requests of up to 10 messages
-                wave = jobs[sent : sent + min(10, room)]
-                response = sqs.send_message_batch(
-                    QueueUrl=url,
-                    Entries=[{"Id": str(i), "MessageBody": encode_job(job)} for i, job in enumerate(wave)],
-                )
-                if response.get("Failed"):
-                    first = response["Failed"][0]
-                    raise BatchIncompleteError(
-                        f"SQS refused {len(response['Failed'])} job message(s) ({first.get('Code')}: "
-                        f"{first.get('Message')}); send them again with --resume {wave[0].batch_id}.",
-                        wave[0].batch_id,
-                    )
-                sent += len(wave)
-                room -= len(wave)
-                visible += len(wave)
+            if room > 0:
+                self.send_now(jobs[sent : sent + room], url)
+                sent += room
+                visible += room
             filled = (time.monotonic(), visible)
             if sent >= len(jobs) or not on_tick():
                 return
