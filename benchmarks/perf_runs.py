@@ -24,7 +24,7 @@ import pandas as pd
 
 from backtesting_modules.backtest import run_sweep
 from backtesting_modules.config import StrategyConfig
-from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, DEFAULT_THROUGHPUT, Job, plan_jobs
+from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, Job, plan_jobs, throughput_for
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.runner import run_job
 from backtesting_modules.jobs.spec import BatchSpec, JobType, parse_spec
@@ -100,7 +100,7 @@ def target_seconds_for(spec: BatchSpec, bars: int, jobs: int | None) -> float:
     if jobs is None:
         return DEFAULT_TARGET_SECONDS
     per_symbol = max(1, spec.strategies[0].grid_size // max(1, math.ceil(jobs / len(spec.symbols))))
-    return per_symbol * bars / DEFAULT_THROUGHPUT
+    return per_symbol * bars / throughput_for(spec.strategies[0].name)  # the rate the planner sizes by
 
 
 # ------------------------------------------------------------------------------------------------- runs

@@ -19,21 +19,29 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from backtesting_modules.jobs.planner import DEFAULT_THROUGHPUT, plan_jobs
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
-from backtesting_modules.jobs.spec import BatchSpec, SpecError, count_backtests, estimate_bars, load_spec
+from backtesting_modules.jobs.planner import batch_throughput, plan_jobs
+from backtesting_modules.jobs.spec import (
+    BatchSpec,
+    SpecError,
+    count_backtests,
+    estimate_bars,
+    load_spec,
+)
 from backtesting_modules.metrics import HIGHER_IS_BETTER
 from backtesting_modules.pipeline.clients import ClientFactory
 from backtesting_modules.pipeline.records import BatchRecord
 from opslib.batch.aws import deployed_submitter
+from opslib.batch.billed import cloudwatch_figure
 from opslib.batch.charts import Visuals, compute_visuals
 from opslib.batch.metering import Metered, cost_json, meter_jobs, render_cost_line
 from opslib.batch.projection import Projection, project, render_projection
 from opslib.batch.reports import progress_line, write_reports
+from opslib.batch.scaling_modes import compare_modes, render_comparison
 from opslib.batch.search import SearchOutcome, SearchProgress, estimate_search, execute_search
 from opslib.batch.search_report import render_search_line, search_headline
 from opslib.batch.submitter import Submitter
@@ -96,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--throughput",
         type=float,
-        default=DEFAULT_THROUGHPUT,
-        help="engine bar·combinations per second per vCPU for --estimate (from benchmarks/engine.py)",
+        default=None,
+        help="engine bar·combinations per second per vCPU for --estimate (default: each strategy's, "
+        "calibrated by benchmarks/calibrate.py)",
     )
     return parser
 
@@ -120,7 +129,8 @@ def run_on_target(
     if args.target != "local":
         submitter = deployed_submitter(ClientFactory.from_environ(), stack)
         outcome = execute(args, spec, stack, known, started, submitter)
-        return Ran(outcome, report_visuals(submitter, outcome), metered_cost(submitter, outcome, stack))
+        cost = metered_cost(submitter, spec, outcome, stack, cloudwatch=True)
+        return Ran(outcome, report_visuals(submitter, outcome), cost)
     # The worker processes start with the emulator, so their imports overlap the bars upload.
     # The embedded default keeps its tables and buckets in .local-aws/ between runs (docs/results.md).
     state = LOCAL_STATE or local_state_dir()
@@ -130,7 +140,7 @@ def run_on_target(
     ) as local:
         submitter = local.submitter()
         outcome = execute(args, spec, stack, known, started, submitter, local.alive)
-        ran = Ran(outcome, report_visuals(submitter, outcome), metered_cost(submitter, outcome, stack))
+        ran = Ran(outcome, report_visuals(submitter, outcome), metered_cost(submitter, spec, outcome, stack))
         ran.pool = {
             "restarts": local.restarts,
             "crashes": local.crashes,
@@ -190,20 +200,35 @@ def report_visuals(submitter: Submitter, outcome: ValidatedOutcome | SearchOutco
 
 
 def metered_cost(
-    submitter: Submitter, outcome: ValidatedOutcome | SearchOutcome, stack: StackConfig
+    submitter: Submitter,
+    spec: BatchSpec,
+    outcome: ValidatedOutcome | SearchOutcome,
+    stack: StackConfig,
+    *,
+    cloudwatch: bool = False,
 ) -> tuple[Metered, Projection]:
     """The batch's cost at AWS list prices, metered from its job records (its out-of-sample batch's too),
-    beside the projection of the same jobs (docs/pipeline.md)."""
+    beside the projection of the same jobs (docs/pipeline.md); with `cloudwatch` (the AWS target: the
+    local emulator has no AWS/Lambda metrics) also the worker's own Lambda metrics over the batch's window."""
     runs = [outcome.train] + ([outcome.test] if outcome.test is not None else [])
     records = [r for run in runs for r in submitter.store.list_jobs(run.batch_id)]
     worker = stack.worker
     metered = meter_jobs(records, memory_mb=worker.memory_mb, architecture=stack.layer.architecture)
+    if cloudwatch:
+        figure = cloudwatch_figure(
+            submitter.clients.client("cloudwatch"),
+            submitter.names.worker_function,
+            records,
+            memory_mb=worker.memory_mb,
+            architecture=stack.layer.architecture,
+        )
+        metered = replace(metered, cloudwatch=figure)
     backtests = sum(int(run.summary["backtests"]) for run in runs)
     projected = project(
         metered.jobs or sum(len(run.jobs) for run in runs),
         backtests,
         float(backtests) * outcome.train.bars,
-        throughput_per_vcpu=DEFAULT_THROUGHPUT,
+        throughput_per_vcpu=batch_throughput(spec),
         memory_mb=worker.memory_mb,
         concurrency=worker.concurrency,
         architecture=stack.layer.architecture,
@@ -272,24 +297,29 @@ def search_json(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def estimate(args: argparse.Namespace, spec: BatchSpec, stack: StackConfig) -> int:
-    """Plan the jobs (no emulator, no upload) and print the projection of the batch on AWS."""
+    """Plan the jobs (no emulator, no upload) and print the projection of the batch on AWS, then the same
+    batch in both scaling modes of the worker's event source mapping (docs/pipeline.md)."""
     if spec.searches:  # priced from the budget: every trial run on every scoring window
         projection = estimate_search(spec, stack, throughput=args.throughput)
-        print(json.dumps(projection.to_json()) if args.json else render_projection(projection))
-        return 0
-    bars = estimate_bars(spec)
-    jobs = plan_jobs(spec, compute_batch_id(spec), bars=bars)  # described refs: counting jobs needs no bars
-    backtests = count_backtests(spec)
-    projection = project(
-        len(jobs),
-        backtests,
-        float(backtests) * bars,
-        throughput_per_vcpu=args.throughput,
-        memory_mb=stack.worker.memory_mb,
-        concurrency=stack.worker.concurrency,
-        architecture=stack.layer.architecture,
-    )
-    print(json.dumps(projection.to_json()) if args.json else render_projection(projection))
+    else:
+        bars = estimate_bars(spec)
+        # described refs: counting jobs needs no bars
+        jobs = plan_jobs(spec, compute_batch_id(spec), bars=bars, throughput=args.throughput)
+        backtests = count_backtests(spec)
+        projection = project(
+            len(jobs),
+            backtests,
+            float(backtests) * bars,
+            throughput_per_vcpu=args.throughput or batch_throughput(spec),
+            memory_mb=stack.worker.memory_mb,
+            concurrency=stack.worker.concurrency,
+            architecture=stack.layer.architecture,
+        )
+    modes = compare_modes(projection, stack)
+    if args.json:
+        print(json.dumps({**projection.to_json(), "modes": modes.to_json()}))
+    else:
+        print(f"{render_projection(projection)}\n\n{render_comparison(modes)}")
     return 0
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from backtesting_modules.data import describe_bars, synthetic_bars
+from backtesting_modules.jobs.planner import throughput_for
 from backtesting_modules.jobs.spec import BatchSpec, parse_spec
 from opslib.batch.bars import load_symbol_bars
 from opslib.batch.execute import BatchOutcome, execute_batch
@@ -101,8 +102,10 @@ def s3_spec(uri: str, **data: Any) -> BatchSpec:
 
 
 def run(submitter: Submitter, spec: BatchSpec, **kwargs: Any) -> BatchOutcome:
-    # Small jobs (two combinations each: a 2x2 grid is two jobs per symbol), so that reuse is visible per job.
-    return execute_batch(submitter, spec, depth=50, timeout_s=120, target_seconds=0.00015, **kwargs)
+    # Small jobs (two combinations each: a 2x2 grid is two jobs per symbol), so that reuse is visible per job:
+    # 2 combinations × 1,500 bars of engine time at SMA_Crossover's calibrated rate.
+    target = 2 * 1500 / throughput_for("SMA_Crossover")
+    return execute_batch(submitter, spec, depth=50, timeout_s=120, target_seconds=target, **kwargs)
 
 
 def rows(outcome: BatchOutcome) -> dict[tuple[str, str], dict[str, Any]]:

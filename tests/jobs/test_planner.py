@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backtesting_modules.jobs import DataRef, JobType, batch_id, described_refs, parse_spec, plan_jobs
-from backtesting_modules.jobs.planner import combos_per_job, compute_block_sizes
+from backtesting_modules.jobs.planner import combos_per_job, compute_block_sizes, throughput_for
 from backtesting_modules.jobs.runner import compute_boxes
 from backtesting_modules.jobs.spec import combo_table
 from backtesting_modules.strategies import expand_grid, get_strategy
@@ -104,8 +104,9 @@ def _job_combos(job: Any) -> list[tuple[Any, ...]]:
 def test_tiles_cover_every_valid_combination_exactly_once(target: float) -> None:
     spec = spec_of()
     jobs = plan_jobs(spec, "b", target_seconds=target)
-    per_job = combos_per_job(1000, target_seconds=target, throughput=2e7)
     for index, item in enumerate(spec.strategies):
+        # Each strategy's jobs are sized by its own calibrated throughput (`throughput_for`).
+        per_job = combos_per_job(1000, target_seconds=target, throughput=throughput_for(item.name))
         expected = _valid_combos(spec, index)
         for symbol in spec.symbols:
             mine = [j for j in jobs if j.strategy == item.name and j.symbols == (symbol,)]
@@ -119,12 +120,9 @@ def test_widening_a_grid_keeps_every_tile_it_does_not_touch() -> None:
     # Tiles of 1 × 64 on (fast, slow): appending fast values adds tiles, appending slow values past a full
     # block of 64 adds tiles; every job of the narrower grid is still planned, with the same id.
     refs = refs_of(spec_of())
-    narrow = plan_jobs(
-        spec_of(fast="2:20:1", slow="3:66:1"), "b", refs=refs, bars=1000, target_seconds=64 * 1000 / 2e7
-    )
-    wide = plan_jobs(
-        spec_of(fast="2:30:1", slow="3:90:1"), "b", refs=refs, bars=1000, target_seconds=64 * 1000 / 2e7
-    )
+    sizing: dict[str, Any] = {"bars": 1000, "target_seconds": 64 * 1000 / 2e7, "throughput": 2e7}
+    narrow = plan_jobs(spec_of(fast="2:20:1", slow="3:66:1"), "b", refs=refs, **sizing)
+    wide = plan_jobs(spec_of(fast="2:30:1", slow="3:90:1"), "b", refs=refs, **sizing)
     old = {j.job_id for j in narrow if j.strategy == "SMA_Crossover"}
     new = {j.job_id for j in wide if j.strategy == "SMA_Crossover"}
     assert old < new  # nothing of the narrow grid needs running again

@@ -342,6 +342,7 @@ def test_batch_submitter_can_submit_and_follow_but_not_consume() -> None:
         "dynamodb:PutItem",
         "dynamodb:Query",
         "dynamodb:UpdateItem",  # a reused job's outcome, and completing a batch every job of which was reused
+        "cloudwatch:GetMetricData",  # the cost report's CloudWatch figure (read-only; "*": no resource type)
     }
     assert not any("ReceiveMessage" in a or a.startswith("lambda:") for a in actions)
     bucket = config.names(account_id="123456789012").bucket

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from backtesting_modules.jobs.planner import batch_id, plan_jobs, throughput_for
+from backtesting_modules.jobs.spec import estimate_bars, load_spec
 from opslib.batch.projection import load_pricing, project, project_wall_time
 from tests.script_loader import load_script, run_main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FLAT = {"initial_concurrency": 10, "added_per_minute": 0, "cold_start_s": 0.0}
 
@@ -71,5 +76,25 @@ def test_estimate_prints_the_projection_and_submits_nothing(capsys: pytest.Captu
     )
     assert code == 0
     doc = json.loads(out.strip().splitlines()[-1])
-    assert doc["backtests"] == 100_200 and doc["jobs"] == 36  # 9 tiles of 12 × 300 combinations per symbol
+    # Planned with SMA_Crossover's calibrated throughput (benchmarks/calibrate.py), as a batch would be.
+    spec = load_spec(ROOT / "batches" / "benchmark.yaml")
+    planned = plan_jobs(spec, batch_id(spec), bars=estimate_bars(spec))
+    assert doc["backtests"] == 100_200 and doc["jobs"] == len(planned)
     assert doc["wall_s"] > 0 and 0 < doc["total_usd"] < 1
+    rate = throughput_for("SMA_Crossover")
+    assert doc["job_seconds"] == pytest.approx(100_200 * 8760 / len(planned) / rate, rel=1e-3)
+
+
+def test_estimate_with_a_given_throughput_sizes_jobs_by_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(
+        load_script("run_batch"),
+        capsys,
+        "batches/benchmark.yaml",
+        "--estimate",
+        "--json",
+        "--throughput",
+        "2e7",
+    )
+    assert code == 0
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["jobs"] == 36  # 9 tiles of 12 × 300 combinations per symbol at 2e7 bar·combinations/s

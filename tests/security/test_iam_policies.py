@@ -27,6 +27,7 @@ PREFIX = "makenaide"
 # The only actions granted on "*", with the condition keys each must carry (docs/deploy.md section 7).
 STAR_ACTIONS = {
     "cloudwatch:PutMetricData": {"cloudwatch:namespace"},
+    "cloudwatch:GetMetricData": set(),  # the batch principal: the worker's Lambda metrics, read-only
     "lambda:CreateEventSourceMapping": {"lambda:FunctionArn"},
     "lambda:ListEventSourceMappings": set(),
     "lambda:ListLayerVersions": set(),

@@ -22,7 +22,9 @@ coarse steps, so a tile is stable when the grid grows: appending values to an ax
 of its last, partial block and adds new ones; every other tile keeps its id, so widening a grid on
 unchanged bars reruns only those (an axis that grows past a step of the series re-tiles the grid). Tiles
 whose combinations all violate a constraint are not planned. `throughput` is the engine's sweep speed in
-bar·combinations per second (default 2e7, about one core on hourly bars, see benchmarks). MULTI_STRATEGY
+bar·combinations per second on one core: each strategy's own, calibrated by benchmarks/calibrate.py
+(`throughput_table`: from ~13e6 for Static_Donchian_Supertrend to ~4e7 for Donchian_Breakout), 2e7 for a
+strategy it has not measured. MULTI_STRATEGY
 jobs run the portfolio (a per-bar loop) over all symbols, sized the same way with `loop_throughput` and
 bars × symbols. TIMEZONE_ANALYSIS and PERFORMANCE_COMPARISON jobs carry one parameter set each (a tile of
 one combination); SINGLE_STRATEGY jobs carry the one parameter set of their strategy.
@@ -47,15 +49,40 @@ from .spec import (
     Priority,
     StrategySpec,
     canonical_json,
+    count_combinations,
     data_hash,
     estimate_bars,
     sha256_hex,
     valid_positions,
 )
+from .throughput_table import MEASURED, MEASURED_SETS
 
 DEFAULT_TARGET_SECONDS = 2.0
 DEFAULT_THROUGHPUT = 2.0e7  # bar·combinations per second of `run_sweep` on one core
 DEFAULT_LOOP_THROUGHPUT = 1.0e6  # bars per second of the per-bar portfolio loop (one parameter set)
+
+
+def throughput_for(strategy: str, *, sets: bool = False) -> float:
+    """`run_sweep`'s bar·combinations per second for `strategy` on one core: its calibrated figure
+    (`throughput_table`, benchmarks/calibrate.py), else DEFAULT_THROUGHPUT (a strategy a user registered).
+    With `sets`, `run_sets`' rate on random parameter sets over the strategy's whole ranges (what a search
+    sends: fewer shared indicators than a grid), else the grid's."""
+    if sets and strategy in MEASURED_SETS:
+        return MEASURED_SETS[strategy]
+    return MEASURED.get(strategy, DEFAULT_THROUGHPUT)
+
+
+def batch_throughput(spec: BatchSpec) -> float:
+    """One bar·combinations-per-second figure for a whole batch (the AWS projection's): each strategy's
+    calibrated rate (`throughput_for`; a search's on parameter sets) weighted by its share of the work."""
+    work = seconds = 0.0
+    for item in spec.strategies:
+        n = float(count_combinations(item))
+        work += n
+        seconds += n / throughput_for(item.name, sets=item.search is not None)
+    return work / seconds if seconds > 0 else DEFAULT_THROUGHPUT
+
+
 PORTFOLIO_SYMBOL = "PORTFOLIO"
 _ID_CHARS = 16
 # Where bars come from, not which bars they are: replaced by the references in a batch's identity.
@@ -216,13 +243,14 @@ def plan_jobs(
     *,
     refs: Mapping[str, DataRef | str] | None = None,
     target_seconds: float = DEFAULT_TARGET_SECONDS,
-    throughput: float = DEFAULT_THROUGHPUT,
+    throughput: float | None = None,
     loop_throughput: float = DEFAULT_LOOP_THROUGHPUT,
     bars: int | None = None,
     folds: Sequence[Fold] | None = None,
 ) -> list[Job]:
     """Split `spec` into jobs (see the module docstring). `refs` are the bars' references per symbol
-    (`described_refs` when None: planning only); `bars` overrides the bars-per-symbol estimate.
+    (`described_refs` when None: planning only); `bars` overrides the bars-per-symbol estimate; `throughput`
+    (bar·combinations per second) overrides each strategy's calibrated figure (`throughput_for`).
 
     With `folds` (a validated sweep, `validation.folds.plan_folds`), the grid is swept once per fold on its
     train window, sized by the window's bars, each job keeping its rows' per-period returns; without them
@@ -244,12 +272,14 @@ def _plan(
     batch: str,
     refs: Mapping[str, str],
     n_bars: int,
-    sizing: tuple[float, float, float],
+    sizing: tuple[float, float | None, float],
     window: tuple[str, str] | None,
 ) -> list[Job]:
     jobs: list[Job] = []
+    target, throughput, loop = sizing
     for item in spec.strategies:
-        for symbols, tile in _units(spec, item, n_bars, *sizing):
+        rate = throughput if throughput is not None else throughput_for(item.name)
+        for symbols, tile in _units(spec, item, n_bars, target, rate, loop):
             job = _job(spec, batch, item, symbols, tile, refs)
             if window is not None:
                 job = with_window(job, window, spec.validation.returns_period)

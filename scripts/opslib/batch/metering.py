@@ -6,7 +6,8 @@ its worker invocation's wall time — from marked running to its outcome recorde
 writing the result count, not only the engine — at the worker's configured memory, plus the requests it
 made (SQS, DynamoDB, S3, CloudWatch, at the per-job counts the projection uses) for every attempt, all at
 the list prices in config/pricing.yaml. Projected: `projection.project` of the same number of jobs and
-backtests from the engine throughput alone.
+backtests from the engine throughput alone. On `--target aws` a third figure may ride along: the worker's
+own Lambda metrics in CloudWatch over the batch's window (`billed.py`), function-wide and labelled so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from backtesting_modules.pipeline.records import JobRecord
 
+from .billed import CloudWatchFigure
 from .projection import Projection, load_pricing, price_jobs
 
 
@@ -29,6 +31,7 @@ class Metered:
     engine_seconds: float
     gb_s: float
     cost_usd: dict[str, float]
+    cloudwatch: CloudWatchFigure | None = None  # AWS target only: the worker's metrics over the window
 
     @property
     def total_usd(self) -> float:
@@ -72,15 +75,19 @@ def meter_jobs(
 
 
 def cost_json(metered: Metered, projected: Projection) -> dict[str, Any]:
-    return {"metered": metered.to_json(), "projected": projected.to_json()}
+    cost = {"metered": metered.to_json(), "projected": projected.to_json()}
+    if metered.cloudwatch is not None:
+        cost["cloudwatch"] = metered.cloudwatch.to_json()
+    return cost
 
 
 def render_cost_line(metered: Metered, projected: Projection) -> str:
-    """One line for the report's conditions and the CLI."""
+    """One line for the report's conditions and the CLI (with the CloudWatch figure when there is one)."""
     if not metered.jobs:
         return f"nothing ran here (every job reused): projected ${projected.total_usd:,.4f} if run again"
-    return (
+    line = (
         f"actual (metered) ${metered.total_usd:,.4f} — {metered.jobs:,} jobs, {metered.worker_seconds:,.1f} "
         f"worker-s ({metered.engine_seconds:,.1f} s engine), {metered.gb_s:,.1f} GB-s — vs projected "
         f"${projected.total_usd:,.4f} ({projected.lambda_gb_s:,.1f} GB-s), at AWS list prices"
     )
+    return line if metered.cloudwatch is None else f"{line}; {metered.cloudwatch.render()}"

@@ -1,6 +1,7 @@
 """A model of a batch on AWS: wall time (event-source-mapping scale-up, cold starts, per-job engine time) and
 cost (Lambda GB-seconds and requests, SQS requests, DynamoDB writes and reads, S3 requests, CloudWatch
-PutMetricData calls) at list prices.
+PutMetricData calls) at list prices, in the standard scaling mode of the SQS event source mapping
+(`scaling_modes.compare_modes` puts the same batch in both modes).
 
 Pure arithmetic over a job count and a per-job engine time; the engine time comes from measured throughput
 (bar·combinations per second per vCPU), so the projection moves with the engine benchmark.
@@ -38,6 +39,9 @@ class Projection:
     wall_s: float
     lambda_gb_s: float
     cost_usd: dict[str, float]
+    # A lower bound on the wall time whatever the scaling (a search's waves run one after another:
+    # opslib.batch.search.estimate_search); the mode comparison applies it to both modes. Not in to_json.
+    wall_floor_s: float = 0.0
 
     @property
     def total_usd(self) -> float:
@@ -99,13 +103,39 @@ def project(
     architecture: str = "x86_64",
     pricing: dict[str, Any] | None = None,
 ) -> Projection:
-    """The projection of a batch of `jobs` jobs carrying `bar_combinations` of engine work in total."""
+    """The projection of a batch of `jobs` jobs carrying `bar_combinations` of engine work in total, its
+    event source mapping in standard mode (`pricing["scaling"]`)."""
     prices = pricing or load_pricing()
     vcpus = max(memory_mb / 1769.0, 1e-9)  # Lambda gives one vCPU at 1,769 MB; the engine uses one core
     job_seconds = bar_combinations / max(jobs, 1) / (throughput_per_vcpu * min(vcpus, 1.0))
-    wall = project_wall_time(jobs, job_seconds, concurrency, prices["scaling"])
+    return project_jobs(
+        jobs,
+        backtests,
+        job_seconds,
+        memory_mb=memory_mb,
+        concurrency=concurrency,
+        architecture=architecture,
+        prices=prices,
+        scaling=prices["scaling"],
+    )
+
+
+def project_jobs(
+    jobs: int,
+    backtests: int,
+    job_seconds: float,
+    *,
+    memory_mb: int,
+    concurrency: int,
+    architecture: str,
+    prices: dict[str, Any],
+    scaling: dict[str, Any],
+) -> Projection:
+    """`jobs` jobs of `job_seconds` each under one scaling (`project_wall_time`'s keys): the step both
+    scaling modes share, so they differ only where AWS's modes do (scale-up, cap, the poller charge)."""
+    wall = project_wall_time(jobs, job_seconds, concurrency, scaling)
     containers = min(concurrency, jobs)
-    gb_s = (jobs * job_seconds + containers * float(prices["scaling"]["cold_start_s"])) * memory_mb / 1024.0
+    gb_s = (jobs * job_seconds + containers * float(scaling["cold_start_s"])) * memory_mb / 1024.0
     cost = price_jobs(jobs, gb_s, architecture, prices)
     return Projection(jobs, backtests, job_seconds, concurrency, wall, gb_s, cost)
 

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from backtesting_modules import names
-from backtesting_modules.jobs.planner import DEFAULT_TARGET_SECONDS, DEFAULT_THROUGHPUT, Job, plan_set_jobs
+from backtesting_modules.jobs.planner import (
+    DEFAULT_TARGET_SECONDS,
+    DEFAULT_THROUGHPUT,
+    Job,
+    batch_throughput,
+    plan_set_jobs,
+    throughput_for,
+)
 from backtesting_modules.jobs.planner import batch_id as compute_batch_id
 from backtesting_modules.jobs.results import decode_period_returns, result_frame
 from backtesting_modules.jobs.spec import (
@@ -91,7 +98,14 @@ class _Wave:
     members: dict[str, tuple[tuple[str, str], int, list[int]]] = field(default_factory=dict)
 
 
-def wave_size(spec: BatchSpec, item: StrategySpec, consumers: int, units: int, bars: int) -> int:
+def wave_size(
+    spec: BatchSpec,
+    item: StrategySpec,
+    consumers: int,
+    units: int,
+    bars: int,
+    throughput: float = DEFAULT_THROUGHPUT,
+) -> int:
     """Trials per wave of one study: the spec's `wave`, or enough that every consumer runs about
     WAVE_SECONDS of engine time per wave (at least a trial each), but at most a fifth of the budget: the
     sampler must learn between waves, so a budget under five times the consumers leaves some idle."""
@@ -99,15 +113,22 @@ def wave_size(spec: BatchSpec, item: StrategySpec, consumers: int, units: int, b
     assert search is not None
     if search.wave is not None:
         return min(search.wave, search.trials)
-    per_trial_s = max(1, bars) / DEFAULT_THROUGHPUT
+    per_trial_s = max(1, bars) / throughput
     studies = len(spec.symbols) * sum(1 for s in spec.strategies if s.search is not None)
     busy = math.ceil(WAVE_SECONDS * consumers / (per_trial_s * units * max(1, studies)))
     return max(1, min(search.trials, max(consumers, busy), math.ceil(search.trials / MIN_WAVES)))
 
 
-def sets_per_job(wave: int, consumers: int, units: int, bars: int, target_seconds: float) -> int:
+def sets_per_job(
+    wave: int,
+    consumers: int,
+    units: int,
+    bars: int,
+    target_seconds: float,
+    throughput: float = DEFAULT_THROUGHPUT,
+) -> int:
     """Trials per job: a wave spread over at least two jobs per consumer, none above the target seconds."""
-    most = max(1, int(target_seconds * DEFAULT_THROUGHPUT / max(1, bars)))
+    most = max(1, int(target_seconds * throughput / max(1, bars)))
     jobs_per_unit = max(1, math.ceil(2 * consumers / max(1, units)))
     return max(1, min(most, math.ceil(wave / jobs_per_unit)))
 
@@ -140,8 +161,9 @@ class SearchDriver:
         units = len(self.windows)
         for item in spec.strategies:
             assert item.search is not None
-            wave = wave_size(spec, item, consumers, units, data.bars)
-            per_job = sets_per_job(wave, consumers, units, data.bars, target_seconds)
+            rate = throughput_for(item.name, sets=True)
+            wave = wave_size(spec, item, consumers, units, data.bars, rate)
+            per_job = sets_per_job(wave, consumers, units, data.bars, target_seconds, rate)
             for symbol in spec.symbols:
                 key = (item.name, symbol)
                 self.studies[key] = SearchStudy(
@@ -403,18 +425,20 @@ def _close(driver: SearchDriver, deadline: float, alive: Callable[[], bool]) -> 
 WAVE_TURNAROUND_S = 1.0
 
 
-def estimate_search(spec: BatchSpec, stack: StackConfig, *, throughput: float) -> Projection:
+def estimate_search(spec: BatchSpec, stack: StackConfig, *, throughput: float | None = None) -> Projection:
     """`--estimate` of a search: every trial of the budget on every scoring window, in the waves the
     driver would send to the deployed worker's concurrency; the wall time is at least one job and one
-    turnaround per wave (the waves run one after another)."""
+    turnaround per wave (the waves run one after another). The engine runs at `throughput`, else at each
+    strategy's calibrated rate on random parameter sets, weighted by its share of the trials."""
     bars = estimate_bars(spec)
     consumers = stack.worker.concurrency
     windows = spec.validation.folds if spec.validation.kind is ValidationKind.WALK_FORWARD else 1
     jobs = waves = 0
     for item in spec.strategies:
         assert item.search is not None
-        wave = wave_size(spec, item, consumers, windows, bars)
-        per_job = sets_per_job(wave, consumers, windows, bars, DEFAULT_TARGET_SECONDS)
+        rate = throughput_for(item.name, sets=True)
+        wave = wave_size(spec, item, consumers, windows, bars, rate)
+        per_job = sets_per_job(wave, consumers, windows, bars, DEFAULT_TARGET_SECONDS, rate)
         rounds = math.ceil(item.search.trials / wave)
         last = item.search.trials - (rounds - 1) * wave
         jobs += (
@@ -428,10 +452,11 @@ def estimate_search(spec: BatchSpec, stack: StackConfig, *, throughput: float) -
         jobs,
         backtests,
         float(backtests) * bars,
-        throughput_per_vcpu=throughput,
+        throughput_per_vcpu=throughput or batch_throughput(spec),
         memory_mb=stack.worker.memory_mb,
         concurrency=consumers,
         architecture=stack.layer.architecture,
     )
     floor = waves * (projection.job_seconds + WAVE_TURNAROUND_S)
-    return replace(projection, wall_s=max(projection.wall_s, floor))
+    # The floor travels with the projection, so the scaling-mode comparison applies it to both modes.
+    return replace(projection, wall_s=max(projection.wall_s, floor), wall_floor_s=floor)

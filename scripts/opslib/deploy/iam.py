@@ -223,8 +223,9 @@ def batch_submitter_policy(
     in waves), follow progress and download the summary, write and read a validated sweep's document
     (validation/) and an adaptive search's (search/; a search grows and closes its batch record with
     UpdateItem and reads its waves' result bodies); and `scripts/results.py --target aws`: list
-    batches (the batches-by-created index) and read stored results. It cannot receive jobs, write results
-    bodies or change any resource."""
+    batches (the batches-by-created index) and read stored results; after a batch, read the worker's Lambda
+    metrics (the cost report's CloudWatch figure). It cannot receive jobs, write results bodies or change any
+    resource."""
     account = _account(account_id)
     queues = names.queues
     return _policy(
@@ -263,6 +264,8 @@ def batch_submitter_policy(
                 ["dynamodb:Query"],
                 [f"{table_arn(region, account, names.table)}/index/{BATCH_INDEX}"],
             ),
+            # No resource type and no condition key: read-only metric reads, "*" is required.
+            _statement("ReadWorkerMetricsNoResourceType", ["cloudwatch:GetMetricData"], "*"),
         ]
     )
 

@@ -13,6 +13,9 @@ from .iam import VERSION
 WILDCARD_RESOURCE_ACTIONS: dict[str, str | None] = {
     # CloudWatch metrics have no ARN; the namespace condition confines the function to our namespace.
     "cloudwatch:PutMetricData": "cloudwatch:namespace",
+    # CloudWatch: reading metrics has no resource type and no condition key (read-only; the batch principal
+    # reads the worker's AWS/Lambda metrics for the cost report).
+    "cloudwatch:GetMetricData": None,
     # Lambda: creating a mapping has no resource type; lambda:FunctionArn limits it to our functions.
     "lambda:CreateEventSourceMapping": "lambda:FunctionArn",
     # Lambda: listing mappings and layer versions has no resource type and no condition key (read-only).
