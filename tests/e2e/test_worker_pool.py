@@ -283,3 +283,33 @@ def test_sigterm_to_the_driver_leaves_no_process_behind() -> None:
     assert driver.returncode == 143, err
     assert f"local worker process {victim} exited (exit code -9, SIGKILL); process" in err, err
     assert wait_until(lambda: not any(running(pid) for pid in seen), 10), [p for p in seen if running(p)]
+
+
+def test_sigkill_of_the_driver_takes_the_emulator_and_the_pollers_with_it() -> None:
+    # SIGKILL runs no cleanup: the kernel's parent-death signal (opslib/local/lifetime.py) stops the
+    # emulator and every poller, so no orphan keeps the port, the queues or a core.
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, f"pool{next(_prefixes)}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=ROOT,
+    )
+    started: set[int] = set()
+    try:
+        assert driver.stdout is not None
+        json.loads(driver.stdout.readline())
+        started = descendants(driver.pid)
+        assert len(started) >= 4  # the emulator, two workers, the collector
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.communicate(timeout=30)
+        assert wait_until(lambda: not any(running(pid) for pid in started), 15), [
+            p for p in started if running(p)
+        ]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        for pid in started:
+            if running(pid):  # an orphan left by a failure above: not left to the next test
+                os.kill(pid, signal.SIGKILL)

@@ -34,6 +34,8 @@ def test_worker_created_with_alias_and_mappings_then_no_change(ctx: DeployContex
     fn = client.get_function(FunctionName=ctx.names.worker_function)["Configuration"]
     assert (fn["MemorySize"], fn["Timeout"], fn["Handler"]) == (1769, 300, "handler.handler")
     assert fn["Environment"]["Variables"]["TABLE_NAME"] == ctx.names.table
+    # One vCPU at 1,769 MB: numpy's BLAS runs one thread (two had slowed local workers ~4x).
+    assert fn["Environment"]["Variables"]["OPENBLAS_NUM_THREADS"] == "1"
     assert client.get_alias(FunctionName=ctx.names.worker_function, Name=ALIAS)["FunctionVersion"] == "1"
     alias_arn = f"{ctx.function_arn(ctx.names.worker_function)}:{ALIAS}"
     mappings = client.list_event_source_mappings(FunctionName=alias_arn)["EventSourceMappings"]

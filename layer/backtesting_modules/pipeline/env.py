@@ -29,6 +29,14 @@ DEFAULT_MAX_RECEIVE_COUNT = (
 
 REQUIRED = (TABLE_NAME, BUCKET_NAME, RESULT_QUEUE_URL, DEAD_LETTER_QUEUE_URL)
 
+# A worker has one vCPU (Lambda at 1,769 MB; a local poller stands for one): numpy's BLAS must not start a
+# thread per core it sees. Two local workers on two cores each starting OpenBLAS's default pool ran the engine
+# ~4x slower (the indicators' block matmul). The pool is sized when numpy loads, so these must be in the
+# process's environment before it starts: the deploy sets them on the worker function, the local runtime
+# around each poller's spawn (a value the user set wins there).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+ONE_BLAS_THREAD = dict.fromkeys(BLAS_THREAD_VARIABLES, "1")
+
 
 @dataclass(frozen=True)
 class HandlerEnv:

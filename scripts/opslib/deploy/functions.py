@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from backtesting_modules.pipeline.env import ONE_BLAS_THREAD
+
 from ..errors import DeployError, NotDeployedError
 from .mappings import ALIAS, plan_mappings, teardown_mappings
 from .plan import Call, Change, DeployContext, Plan, Ref
@@ -62,7 +64,8 @@ def code_sha256(package: bytes) -> str:
 
 
 def environment(ctx: DeployContext) -> dict[str, str]:
-    """The handlers' environment variables (`StackConfig.handler_env`), with the deployed queues' URLs."""
+    """The handlers' environment variables (`StackConfig.handler_env`), with the deployed queues' URLs, and
+    one BLAS thread (`ONE_BLAS_THREAD`: the function has one vCPU at the worker's memory)."""
     sqs = ctx.clients.client("sqs")
     names = ctx.names
     urls = {}
@@ -73,7 +76,7 @@ def environment(ctx: DeployContext) -> dict[str, str]:
         if found is None:
             raise NotDeployedError(f"queue {name} not found: deploy the queues first (deploy_queues.py)")
         urls[name] = str(found["QueueUrl"])
-    return ctx.config.handler_env(names, urls).to_environ()
+    return {**ONE_BLAS_THREAD, **ctx.config.handler_env(names, urls).to_environ()}
 
 
 def desired_configuration(ctx: DeployContext, spec: FunctionSpec, layer_arn: str | None) -> dict[str, Any]:

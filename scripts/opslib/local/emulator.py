@@ -74,6 +74,8 @@ class Emulator:
     def start(self, timeout_s: float = 30.0) -> Emulator:
         server = ["-m", "moto.server"] if self.stock else [str(EMULATOR_SERVER)]
         command = [sys.executable, *server, "-H", "127.0.0.1", "-p", str(self.port)]
+        if not self.stock:  # it dies with this process, even a SIGKILLed one (opslib/local/lifetime.py)
+            command += ["--parent-pid", str(os.getpid())]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while not self._listening():

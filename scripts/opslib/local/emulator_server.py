@@ -63,6 +63,11 @@ from moto.moto_server.werkzeug_app import (
 from moto.s3.models import FakeKey, s3_backends
 from werkzeug.serving import run_simple
 
+try:
+    from .lifetime import die_with_parent
+except ImportError:  # run as a script (how Emulator starts it): this directory is on sys.path
+    from lifetime import die_with_parent  # type: ignore[no-redef]
+
 Backup = tuple[Table, DynamoType, DynamoType | None, Item | None]
 
 
@@ -356,7 +361,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, help="exit with this process (the driver that started it)")
     args = parser.parse_args(argv)
+    if args.parent_pid is not None and die_with_parent() and os.getppid() != args.parent_pid:
+        sys.exit(0)  # the driver died before the kernel was asked to tell us
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto.server does: some answers name the port
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Ctrl-C reaches the whole process group; the driver decides when the emulator stops (SIGTERM, after it

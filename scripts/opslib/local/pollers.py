@@ -9,7 +9,6 @@ to the DLQ after `maxReceiveCount` receives. A killed poller loses nothing: its 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import json
 import multiprocessing as mp
@@ -30,14 +29,15 @@ from typing import Any
 
 from backtesting_modules.names import StackNames
 from backtesting_modules.pipeline.clients import ClientFactory
+from backtesting_modules.pipeline.env import BLAS_THREAD_VARIABLES
 
 from ..errors import LocalSetupError
 from .emulator import LOCAL_CREDENTIALS
 from .faults import FaultInjector
+from .lifetime import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[3]
 POLL_WAIT_S = 1  # the pollers' SQS long-poll wait (short: a stopped poller's pending receive runs out fast)
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def load_handler(function: str) -> ModuleType:
@@ -216,13 +216,9 @@ def _receive(
 
 
 def _die_with_parent() -> None:
-    """Linux: have the kernel SIGTERM this poller when the thread that started it ends (the driver's main
-    thread, or a supervisor's, which ends only when its group stops), however the driver ends (even by
-    SIGKILL, which runs no cleanup); elsewhere a no-op."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
+    """SIGTERM this poller when the thread that started it ends (`lifetime.die_with_parent`), and leave at
+    once if the driver died before that was asked."""
+    if not die_with_parent():
         return
     parent = mp.parent_process()
     if parent is not None and os.getppid() != parent.pid:  # the driver died before the prctl
@@ -323,11 +319,8 @@ def _report_delete_failure(future: Future[Any]) -> None:
         )
 
 
-# A poller stands for one Lambda container with one vCPU: its numpy must not start a BLAS thread per core.
-# With OpenBLAS's default, two worker processes on two cores slowed each other's engine ~4x (the indicators'
-# block matmul); the pool is sized when numpy loads, so the variables must be in the child's environment
-# before it imports anything: they are set around the spawn (values already set by the user win).
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# A poller stands for one Lambda container with one vCPU: one BLAS thread (`pipeline.env.ONE_BLAS_THREAD`
+# says why), set around the spawn so the child has it before numpy loads; values the user set win.
 
 
 @contextlib.contextmanager
