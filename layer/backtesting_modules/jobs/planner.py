@@ -23,8 +23,8 @@ of its last, partial block and adds new ones; every other tile keeps its id, so 
 unchanged bars reruns only those (an axis that grows past a step of the series re-tiles the grid). Tiles
 whose combinations all violate a constraint are not planned. `throughput` is the engine's sweep speed in
 bar·combinations per second on one core: each strategy's own, calibrated by benchmarks/calibrate.py
-(`throughput_table`: from ~13e6 for Static_Donchian_Supertrend to ~4e7 for Donchian_Breakout), 2e7 for a
-strategy it has not measured. MULTI_STRATEGY
+(`throughput_table`: ~1.8e7 for Dynamic_RSI_MACD to ~4.3e7 for SMA_Crossover on the machine that wrote
+it), 2e7 for a strategy it has not measured. MULTI_STRATEGY
 jobs run the portfolio (a per-bar loop) over all symbols, sized the same way with `loop_throughput` and
 bars × symbols. TIMEZONE_ANALYSIS and PERFORMANCE_COMPARISON jobs carry one parameter set each (a tile of
 one combination); SINGLE_STRATEGY jobs carry the one parameter set of their strategy.
@@ -63,10 +63,10 @@ DEFAULT_LOOP_THROUGHPUT = 1.0e6  # bars per second of the per-bar portfolio loop
 
 
 def throughput_for(strategy: str, *, sets: bool = False) -> float:
-    """`run_sweep`'s bar·combinations per second for `strategy` on one core: its calibrated figure
-    (`throughput_table`, benchmarks/calibrate.py), else DEFAULT_THROUGHPUT (a strategy a user registered).
-    With `sets`, `run_sets`' rate on random parameter sets over the strategy's whole ranges (what a search
-    sends: fewer shared indicators than a grid), else the grid's."""
+    """The engine's bar·combinations per second for `strategy` on one core: its calibrated figure
+    (`throughput_table`, benchmarks/calibrate.py: job-sized grid tiles run as a worker runs them), else
+    DEFAULT_THROUGHPUT (a strategy a user registered). With `sets`, the rate on random parameter sets over
+    the strategy's whole ranges (what a search sends: fewer shared indicators than a grid)."""
     if sets and strategy in MEASURED_SETS:
         return MEASURED_SETS[strategy]
     return MEASURED.get(strategy, DEFAULT_THROUGHPUT)

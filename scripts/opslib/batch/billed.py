@@ -13,7 +13,8 @@ Why it is kept apart from the metered figure, and labelled so: the sums are func
 billed duration but not it (the bill rounds each invocation up to the millisecond and may add init time that
 Duration leaves out). Lambda publishes its metrics a few minutes late: empty sums right after the batch mean
 "not yet available", not "free". A refused read (the principal lacks `cloudwatch:GetMetricData`), bad
-credentials or throttling leave the figure unavailable with the reason; the batch itself has succeeded.
+credentials, throttling or any other error leave the figure unavailable with the reason: the batch's results
+are stored and its report is due.
 """
 
 from __future__ import annotations
