@@ -22,7 +22,6 @@ measured in the same run on the same machine.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -31,10 +30,10 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_output import emit
 from tabulate import tabulate
 
 from backtesting_modules import (
@@ -345,12 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "sets": bench_sets(bars, repeats),
     }
     report = render(result)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report, encoding="utf-8")
-    print(report)
-    if args.json:
-        print(json.dumps(result))
+    emit(report, result, out=args.out, as_json=args.json)
     return 0
 
 

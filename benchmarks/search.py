@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from bench_output import emit
 from tabulate import tabulate
 
 from backtesting_modules import StrategyConfig, get_strategy, run_sets, synthetic_bars
@@ -469,12 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.quick, samplers=args.only != "pipeline", pipeline=args.only != "samplers")
     report = render(result)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report, encoding="utf-8")
-    print(report)
-    if args.json:
-        print(json.dumps(result))
+    emit(report, result, out=args.out, as_json=args.json)
     return 0
 
 

@@ -16,7 +16,6 @@ Queues, storage and serialisation are left out on both sides: they are the pipel
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from bench_output import emit
 from tabulate import tabulate
 
 from backtesting_modules.jobs.planner import Job, plan_jobs, plan_test_jobs
@@ -160,12 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.quick)
     report = render(result)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report, encoding="utf-8")
-    print(report)
-    if args.json:
-        print(json.dumps(result))
+    emit(report, result, out=args.out, as_json=args.json)
     return 0
 
 

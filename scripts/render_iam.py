@@ -31,11 +31,11 @@ from opslib.deploy.iam import (
     batch_submitter_policy,
     bucket_policy_tls_only,
     collector_policy,
-    github_deploy_policy,
     github_oidc_trust_policy,
     lambda_trust_policy,
     worker_policy,
 )
+from opslib.deploy.iam_deploy import github_deploy_policy
 from opslib.deploy.policy_check import validate_policy
 from opslib.stack import DEFAULT_STACK, ROOT, load_stack
 

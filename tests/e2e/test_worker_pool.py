@@ -256,8 +256,9 @@ except Terminated:
 """
 
 
-def test_sigterm_to_the_driver_leaves_no_process_behind() -> None:
-    driver = subprocess.Popen(
+def start_driver() -> subprocess.Popen[str]:
+    """DRIVER in its own session: what it started is found below its pid, and can be killed as a group."""
+    return subprocess.Popen(
         [sys.executable, "-c", DRIVER, f"pool{next(_prefixes)}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -265,6 +266,10 @@ def test_sigterm_to_the_driver_leaves_no_process_behind() -> None:
         start_new_session=True,
         cwd=ROOT,
     )
+
+
+def test_sigterm_to_the_driver_leaves_no_process_behind() -> None:
+    driver = start_driver()
     try:
         assert driver.stdout is not None and driver.stderr is not None
         victim = json.loads(driver.stdout.readline())["workers"][0]
@@ -288,14 +293,7 @@ def test_sigterm_to_the_driver_leaves_no_process_behind() -> None:
 def test_sigkill_of_the_driver_takes_the_emulator_and_the_pollers_with_it() -> None:
     # SIGKILL runs no cleanup: the kernel's parent-death signal (opslib/local/lifetime.py) stops the
     # emulator and every poller, so no orphan keeps the port, the queues or a core.
-    driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, f"pool{next(_prefixes)}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        cwd=ROOT,
-    )
+    driver = start_driver()
     started: set[int] = set()
     try:
         assert driver.stdout is not None

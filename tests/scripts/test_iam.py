@@ -14,11 +14,11 @@ from backtesting_modules.names import StackNames
 from opslib.deploy.iam import (
     bucket_policy_tls_only,
     collector_policy,
-    github_deploy_policy,
     github_oidc_trust_policy,
     lambda_trust_policy,
     worker_policy,
 )
+from opslib.deploy.iam_deploy import github_deploy_policy
 from opslib.deploy.policy_check import validate_policy
 from tests.script_loader import load_script
 

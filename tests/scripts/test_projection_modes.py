@@ -19,6 +19,7 @@ from backtesting_modules.jobs.spec import load_spec
 from opslib.batch.projection import load_pricing, project, project_wall_time
 from opslib.batch.scaling_modes import PRICE_KEYS, compare_modes, scaling_modes
 from opslib.batch.search import estimate_search
+from opslib.errors import StackConfigError
 from opslib.stack import FunctionSettings, ProvisionedPollers, StackConfig, load_stack
 from tests.script_loader import ROOT, load_script, run_main
 
@@ -214,3 +215,14 @@ def test_a_search_keeps_its_wave_floor_in_both_modes() -> None:
     c = compare_modes(p, stack)
     assert c.standard.wall_s == pytest.approx(p.wall_s)
     assert c.provisioned.wall_s >= p.wall_floor_s
+
+
+def test_a_price_list_without_provisioned_mode_is_refused_naming_the_key() -> None:
+    # The figures live in config/pricing.yaml only: a list missing one is an error, not a silent default.
+    prices = copy.deepcopy(load_pricing())
+    del prices["provisioned_mode"]["concurrency_per_poller"]
+    p = project(
+        1000, 1000, 1000 * 8760 * 2e7 / 8760, throughput_per_vcpu=2e7, memory_mb=1769, concurrency=1000
+    )
+    with pytest.raises(StackConfigError, match=r"provisioned_mode\.concurrency_per_poller is missing"):
+        compare_modes(p, load_stack(), prices)

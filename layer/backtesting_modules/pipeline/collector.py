@@ -40,7 +40,7 @@ from .clients import ClientFactory
 from .env import HandlerEnv
 from .errors import MissingObjectError, StoreError
 from .items import batch_key, batch_record, number, plain, text
-from .records import BatchRecord, BatchStatus, JobOutcome, JobStatus, StoredResult
+from .records import BatchRecord, JobOutcome, JobStatus, StoredResult
 from .store import JOB_TTL_DAYS, Store, now_iso
 from .summary import complete_batch, store_digest, summarize
 
@@ -264,25 +264,8 @@ class Collector:
             }
         )
         self.store.put_json(key, summary)
-        try:
-            self.clients.client("dynamodb").update_item(
-                TableName=self.store.table,
-                Key=batch_key(batch.batch_id),
-                UpdateExpression="SET #s = :complete, finished_at = :now, summary_key = :key",
-                ConditionExpression="#s = :running AND (attribute_not_exists(growing) OR growing = :no)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":complete": text(BatchStatus.COMPLETE),
-                    ":running": text(BatchStatus.RUNNING),
-                    ":now": text(now_iso()),
-                    ":key": text(key),
-                    ":no": number(0),
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise StoreError(f"completing batch {batch.batch_id} failed: {exc}") from exc
+        if not self.store.flip_complete(batch.batch_id, key):
+            return None
         return self.store.get_batch(batch.batch_id)
 
     def _publish_job(self, outcome: JobOutcome) -> None:

@@ -242,8 +242,12 @@ class Store:
 
     def try_complete(self, batch_id: str, summary_key: str) -> bool:
         """Flip RUNNING → COMPLETE once every job is counted; True only for the one caller that flips it."""
-        if not self.is_counted(batch_id):
-            return False
+        return self.is_counted(batch_id) and self.flip_complete(batch_id, summary_key)
+
+    def flip_complete(self, batch_id: str, summary_key: str) -> bool:
+        """RUNNING → COMPLETE with its summary's key, whatever the counters say (the caller has decided the
+        batch is done: `try_complete`, or the collector for a batch whose missing outcomes are unreadable
+        results); True only for the one caller that flips it, never for a growing batch."""
         try:
             self.clients.client("dynamodb").update_item(
                 TableName=self.table,

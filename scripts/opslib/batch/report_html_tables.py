@@ -15,7 +15,7 @@ from typing import Any
 from backtesting_modules.reports import format_value
 
 from .search_report import render_search_line, search_headline
-from .validation_report import render_validation_line, validation_headline
+from .validation_report import GROUP_HEADERS, render_validation_line, validation_headline
 
 
 @dataclass(frozen=True)
@@ -125,17 +125,7 @@ def render_validation_section(document: Mapping[str, Any]) -> str:
                 num(percent(g.get("deflated_sharpe"), 0), g.get("deflated_sharpe")),
             ]
         )
-    headers = [
-        "strategy",
-        "symbol",
-        "IS Sharpe",
-        "OOS Sharpe",
-        "OOS return",
-        "OOS max DD",
-        "WF efficiency",
-        "PBO",
-        "deflated Sharpe",
-    ]
+    headers = list(GROUP_HEADERS)
     return section(
         "out-of-sample",
         "Out of sample",

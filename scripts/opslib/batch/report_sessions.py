@@ -30,6 +30,12 @@ TABLES = (
 )
 
 
+def gating_headers(metric: str) -> list[str]:
+    """The session gate's columns, in report.md and report.html alike."""
+    medians = [f"median {metric} ungated", f"median {metric} gated"]
+    return ["strategy", "parameter sets", *medians, "gate improved"]
+
+
 def _extras(rows: pd.DataFrame) -> list[dict[str, Any]]:
     if "extras" not in rows:
         return []
@@ -143,13 +149,7 @@ def render_gating(gating: list[dict[str, Any]], metric: str) -> str:
         ]
         for g in gating
     ]
-    headers = [
-        "strategy",
-        "parameter sets",
-        f"median {metric} ungated",
-        f"median {metric} gated",
-        "gate improved",
-    ]
+    headers = gating_headers(metric)
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     return f"## Session gate: ungated against gated\n\n{table}\n"
 
@@ -208,11 +208,5 @@ def _gating_html(visuals: Any) -> str:
         ]
         for g in visuals.gating
     ]
-    headers = [
-        "strategy",
-        "parameter sets",
-        f"median {metric} ungated",
-        f"median {metric} gated",
-        "gate improved",
-    ]
+    headers = gating_headers(metric)
     return section("gate", "Session gate: ungated against gated", table(headers, rows))

@@ -11,20 +11,22 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..errors import StackConfigError
 from ..stack import ACCOUNT_CONCURRENCY, FunctionSettings, ProvisionedPollers, StackConfig
 from .projection import Projection, load_pricing, project_jobs
 
 # Scaling modes of the worker's SQS event source mapping (docs/pipeline.md, "Projection on AWS"; AWS:
-# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html). The figures below are fallbacks
-# for a price list without a `provisioned_mode` section; config/pricing.yaml states and cites them.
-PROVISIONED_DEFAULTS: dict[str, Any] = {
-    "concurrency_per_poller": 10,  # concurrent invocations one event poller handles
-    "added_per_minute": 1000,  # "up to 1,000 concurrent executions per minute"
-    "maximum_concurrency": 20_000,  # provisioned mode's ceiling per mapping
-    "per_epu_hour": None,
-    "pollers_per_epu": None,
-    "hours_per_month": 730.0,
-}
+# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html): provisioned mode's figures and
+# prices are read from config/pricing.yaml (`provisioned_mode`), which states and cites them; its two
+# prices may be null (not priced), every key must be there.
+PROVISIONED_KEYS = (
+    "concurrency_per_poller",
+    "added_per_minute",
+    "maximum_concurrency",
+    "per_epu_hour",
+    "pollers_per_epu",
+    "hours_per_month",
+)
 AWS_DEFAULT_POLLERS = ProvisionedPollers(minimum=2, maximum=200)  # ProvisionedPollerConfig's SQS defaults
 # The worker maps two queues (opslib.deploy.functions: job queue, priority queue), each with its own
 # pollers; a batch's jobs go to one of them, but the minimum pollers of both are billed all the time.
@@ -55,9 +57,15 @@ class ScalingMode:
 
 
 def provisioned_settings(prices: dict[str, Any]) -> dict[str, Any]:
-    """`prices["provisioned_mode"]` over the fallbacks (a null price stays None: not priced)."""
+    """`prices["provisioned_mode"]`, every key present (a null price stays None: not priced)."""
     section = prices.get("provisioned_mode") or {}
-    return {key: section.get(key, default) for key, default in PROVISIONED_DEFAULTS.items()}
+    missing = [key for key in PROVISIONED_KEYS if key not in section]
+    if missing:
+        raise StackConfigError(
+            f"config/pricing.yaml: provisioned_mode.{missing[0]} is missing; the shipped file lists every "
+            "key of provisioned mode (a price may be null: not priced)."
+        )
+    return {key: section[key] for key in PROVISIONED_KEYS}
 
 
 def scaling_modes(

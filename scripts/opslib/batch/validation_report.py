@@ -14,6 +14,19 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+# A validated group's columns, in report.md and report.html alike (report.md adds "same winner").
+GROUP_HEADERS = (
+    "strategy",
+    "symbol",
+    "IS Sharpe",
+    "OOS Sharpe",
+    "OOS return",
+    "OOS max DD",
+    "WF efficiency",
+    "PBO",
+    "deflated Sharpe",
+)
+
 
 def render_validation(document: Mapping[str, Any]) -> str:
     """The markdown section (see the module docstring)."""
@@ -29,18 +42,7 @@ def render_validation(document: Mapping[str, Any]) -> str:
         "",
         tabulate(
             [_group_row(g) for g in groups],
-            headers=[
-                "strategy",
-                "symbol",
-                "IS Sharpe",
-                "OOS Sharpe",
-                "OOS return",
-                "OOS max DD",
-                "WF efficiency",
-                "PBO",
-                "deflated Sharpe",
-                "same winner",
-            ],
+            headers=[*GROUP_HEADERS, "same winner"],
             tablefmt="github",
             disable_numparse=True,
         ),

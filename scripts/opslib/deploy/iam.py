@@ -1,8 +1,8 @@
 """IAM policy documents of the stack, as plain data (no AWS calls).
 
 - one role per function (`worker_policy`, `collector_policy`), trusted by Lambda only (`lambda_trust_policy`);
-- the GitHub Actions deploy role: its OIDC trust (`github_oidc_trust_policy`) and what the deploy scripts may
-  do (`github_deploy_policy`);
+- the GitHub Actions roles' OIDC trust (`github_oidc_trust_policy`) and what a batch may do
+  (`batch_submitter_policy`); what the deploy scripts may do is `iam_deploy.github_deploy_policy`;
 - the bucket's TLS-only policy (`bucket_policy_tls_only`);
 
 Every Allow statement lists exact actions and exact resource ARNs. A `"Resource": "*"` appears only where
@@ -23,10 +23,6 @@ GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_AUDIENCE = "sts.amazonaws.com"
 ACCOUNT_PLACEHOLDER = "<ACCOUNT_ID>"
 REPO_PLACEHOLDER = "<OWNER>/<REPO>"
-
-# Alarm names monitoring.py defines as `<prefix>-<suffix>` and the dashboard `<prefix>-backtesting`.
-ALARM_SUFFIXES = ("dlq-not-empty", "worker-errors", "oldest-job-age")
-DASHBOARD_SUFFIX = "backtesting"
 
 Policy = dict[str, Any]
 Statement = dict[str, Any]
@@ -63,7 +59,7 @@ def _read_in_place(read_locations: Sequence[str]) -> list[Statement]:
     stack names none (no statement with an empty resource list)."""
     if not read_locations:
         return []
-    return [_statement("ReadBarsInPlace", ["s3:GetObject"], [location_arn(x) for x in read_locations])]
+    return [allow("ReadBarsInPlace", ["s3:GetObject"], [location_arn(x) for x in read_locations])]
 
 
 def function_arn(region: str, account_id: str, function: str) -> str:
@@ -84,16 +80,18 @@ def log_group_arns(region: str, account_id: str, function: str) -> list[str]:
     return [group, f"{group}:*"]
 
 
-def _account(account_id: str | None) -> str:
+def account_of(account_id: str | None) -> str:
+    """The account id, or the placeholder docs/iam renders in its place."""
     return account_id or ACCOUNT_PLACEHOLDER
 
 
-def _statement(
+def allow(
     sid: str,
     actions: Sequence[str],
     resources: Sequence[str] | str,
     condition: Mapping[str, Any] | None = None,
 ) -> Statement:
+    """An Allow statement of exact actions (sorted) on exact resources, with a condition if given."""
     statement: Statement = {
         "Sid": sid,
         "Effect": "Allow",
@@ -105,7 +103,8 @@ def _statement(
     return statement
 
 
-def _policy(statements: Iterable[Statement]) -> Policy:
+def policy_of(statements: Iterable[Statement]) -> Policy:
+    """A policy document of `statements`."""
     return {"Version": VERSION, "Statement": list(statements)}
 
 
@@ -121,11 +120,11 @@ def lambda_trust_policy(account_id: str | None = None) -> Policy:
     }
     if account_id:
         statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
-    return _policy([statement])
+    return policy_of([statement])
 
 
 def _logs_statement(region: str, account_id: str, function: str) -> Statement:
-    return _statement(
+    return allow(
         "OwnLogGroup",
         ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
         log_group_arns(region, account_id, function),
@@ -134,7 +133,7 @@ def _logs_statement(region: str, account_id: str, function: str) -> Statement:
 
 def _sqs_consume(sid: str, arns: Sequence[str]) -> Statement:
     """What an SQS event source mapping needs on the function's role to poll, extend and delete."""
-    return _statement(
+    return allow(
         sid,
         ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
         arns,
@@ -152,8 +151,8 @@ def worker_policy(
     write its results, send to the result queue (and DLQ), update its job's record. It cannot receive
     results, read or write summaries, or publish metrics (`metric_namespace` is accepted for a uniform
     signature with `collector_policy`)."""
-    account = _account(account_id)
-    return _policy(
+    account = account_of(account_id)
+    return policy_of(
         [
             _sqs_consume(
                 "ConsumeJobQueues",
@@ -162,7 +161,7 @@ def worker_policy(
                     queue_arn(region, account, names.priority_queue),
                 ],
             ),
-            _statement(
+            allow(
                 "SendResultsAndDeadLetters",
                 ["sqs:SendMessage"],
                 [
@@ -170,10 +169,10 @@ def worker_policy(
                     queue_arn(region, account, names.dead_letter_queue),
                 ],
             ),
-            _statement("ReadBars", ["s3:GetObject"], [objects_arn(names.bucket, "bars/")]),
+            allow("ReadBars", ["s3:GetObject"], [objects_arn(names.bucket, "bars/")]),
             *_read_in_place(read_locations),
-            _statement("WriteResults", ["s3:PutObject"], [objects_arn(names.bucket, "results/")]),
-            _statement(
+            allow("WriteResults", ["s3:PutObject"], [objects_arn(names.bucket, "results/")]),
+            allow(
                 "TrackJobs",
                 ["dynamodb:GetItem", "dynamodb:UpdateItem"],
                 [table_arn(region, account, names.table)],
@@ -187,21 +186,21 @@ def collector_policy(names: StackNames, region: str, account_id: str | None, met
     """The collector: consume results, store results and digests, write summaries, count outcomes in the
     table (TransactWriteItems is authorized per item by UpdateItem: there is no separate IAM action),
     publish metrics in its namespace. It cannot receive jobs or send to any queue."""
-    account = _account(account_id)
-    return _policy(
+    account = account_of(account_id)
+    return policy_of(
         [
             _sqs_consume("ConsumeResultQueue", [queue_arn(region, account, names.result_queue)]),
-            _statement(
+            allow(
                 "ReadWriteResultsAndSummaries",
                 ["s3:GetObject", "s3:PutObject"],
                 [objects_arn(names.bucket, "results/"), objects_arn(names.bucket, "summaries/")],
             ),
-            _statement(
+            allow(
                 "CountOutcomes",
                 ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
                 [table_arn(region, account, names.table)],
             ),
-            _statement(
+            allow(
                 "PutMetricDataOwnNamespaceOnly",
                 ["cloudwatch:PutMetricData"],
                 "*",
@@ -226,19 +225,19 @@ def batch_submitter_policy(
     batches (the batches-by-created index) and read stored results; after a batch, read the worker's Lambda
     metrics (the cost report's CloudWatch figure). It cannot receive jobs, write results bodies or change any
     resource."""
-    account = _account(account_id)
+    account = account_of(account_id)
     queues = names.queues
-    return _policy(
+    return policy_of(
         [
-            _statement("FindQueues", ["sqs:GetQueueUrl"], [queue_arn(region, account, q) for q in queues]),
-            _statement(
+            allow("FindQueues", ["sqs:GetQueueUrl"], [queue_arn(region, account, q) for q in queues]),
+            allow(
                 "SendJobs",
                 ["sqs:GetQueueAttributes", "sqs:SendMessage"],
                 [queue_arn(region, account, q) for q in (names.job_queue, names.priority_queue)],
             ),
-            _statement("UploadBars", ["s3:GetObject", "s3:PutObject"], [objects_arn(names.bucket, "bars/")]),
+            allow("UploadBars", ["s3:GetObject", "s3:PutObject"], [objects_arn(names.bucket, "bars/")]),
             *_read_in_place(read_locations),
-            _statement(
+            allow(
                 "ReadResultsWriteDigestsSummariesAndValidations",
                 ["s3:GetObject", "s3:PutObject"],
                 [
@@ -248,7 +247,7 @@ def batch_submitter_policy(
                     objects_arn(names.bucket, "search/"),
                 ],
             ),
-            _statement(
+            allow(
                 "RecordFollowAndReuseBatches",
                 [
                     "dynamodb:BatchGetItem",
@@ -259,13 +258,13 @@ def batch_submitter_policy(
                 ],
                 [table_arn(region, account, names.table)],
             ),
-            _statement(
+            allow(
                 "ListBatches",
                 ["dynamodb:Query"],
                 [f"{table_arn(region, account, names.table)}/index/{BATCH_INDEX}"],
             ),
             # No resource type and no condition key: read-only metric reads, "*" is required.
-            _statement("ReadWorkerMetricsNoResourceType", ["cloudwatch:GetMetricData"], "*"),
+            allow("ReadWorkerMetricsNoResourceType", ["cloudwatch:GetMetricData"], "*"),
         ]
     )
 
@@ -283,13 +282,13 @@ def github_oidc_trust_policy(
         raise ValueError("at least one GitHub environment must be allowed to assume the deploy role")
     repository = repo or REPO_PLACEHOLDER
     subjects = [f"repo:{repository}:environment:{env}" for env in environments]
-    return _policy(
+    return policy_of(
         [
             {
                 "Sid": "GitHubActionsEnvironments",
                 "Effect": "Allow",
                 "Principal": {
-                    "Federated": f"arn:aws:iam::{_account(account_id)}:oidc-provider/{GITHUB_OIDC_HOST}"
+                    "Federated": f"arn:aws:iam::{account_of(account_id)}:oidc-provider/{GITHUB_OIDC_HOST}"
                 },
                 "Action": "sts:AssumeRoleWithWebIdentity",
                 "Condition": {
@@ -303,224 +302,13 @@ def github_oidc_trust_policy(
     )
 
 
-def github_deploy_policy(
-    names: StackNames | Sequence[StackNames], region: str, account_id: str | None
-) -> Policy:
-    """What the deploy scripts (deploy_*.py, teardown.py) need for the stack(s) `names`, and nothing else:
-    every resource is an ARN of the stack; the role can pass only the two function roles, only to Lambda."""
-    stacks = [names] if isinstance(names, StackNames) else list(names)
-    if not stacks:
-        raise ValueError("github_deploy_policy needs at least one stack")
-    account = _account(account_id)
-    return _policy(
-        [
-            *_deploy_queue_and_table_statements(stacks, region, account),
-            *_deploy_bucket_statements(stacks),
-            *_deploy_role_statements(stacks, account),
-            *_deploy_function_statements(stacks, region, account),
-            *_deploy_mapping_statements(stacks, region, account),
-            *_deploy_monitoring_statements(stacks, region, account),
-        ]
-    )
-
-
-def _our_function_arns(stacks: Sequence[StackNames], region: str, account: str) -> list[str]:
-    """The stacks' functions, then their versions and aliases (`live`): `function:<name>:<qualifier>`."""
-    functions = [
-        function_arn(region, account, f) for n in stacks for f in (n.worker_function, n.collector_function)
-    ]
-    return functions + [f"{arn}:*" for arn in functions]
-
-
-def _deploy_queue_and_table_statements(
-    stacks: Sequence[StackNames], region: str, account: str
-) -> list[Statement]:
-    return [
-        _statement(
-            "Queues",
-            [
-                "sqs:CreateQueue",
-                "sqs:DeleteQueue",
-                "sqs:GetQueueAttributes",
-                "sqs:GetQueueUrl",
-                "sqs:ListQueueTags",
-                "sqs:SetQueueAttributes",
-                "sqs:TagQueue",
-                "sqs:UntagQueue",
-            ],
-            [queue_arn(region, account, q) for n in stacks for q in n.queues],
-        ),
-        _statement(
-            "Table",
-            [
-                "dynamodb:CreateTable",
-                "dynamodb:DeleteTable",
-                "dynamodb:DescribeContinuousBackups",
-                "dynamodb:DescribeTable",
-                "dynamodb:DescribeTimeToLive",
-                "dynamodb:ListTagsOfResource",
-                "dynamodb:TagResource",
-                "dynamodb:UpdateContinuousBackups",
-                "dynamodb:UpdateTable",
-                "dynamodb:UpdateTimeToLive",
-            ],
-            [table_arn(region, account, n.table) for n in stacks],
-        ),
-    ]
-
-
-def _deploy_bucket_statements(stacks: Sequence[StackNames]) -> list[Statement]:
-    return [
-        _statement(
-            "Bucket",
-            [
-                "s3:CreateBucket",
-                "s3:DeleteBucket",
-                "s3:DeleteBucketPolicy",
-                "s3:GetBucketPolicy",
-                "s3:GetBucketPublicAccessBlock",
-                "s3:GetBucketTagging",
-                "s3:GetEncryptionConfiguration",
-                "s3:GetLifecycleConfiguration",
-                "s3:ListBucket",
-                "s3:PutBucketPolicy",
-                "s3:PutBucketPublicAccessBlock",
-                "s3:PutBucketTagging",
-                "s3:PutEncryptionConfiguration",
-                "s3:PutLifecycleConfiguration",
-            ],
-            [bucket_arn(n.bucket) for n in stacks],
-        ),
-        _statement(
-            "LayerUploads",
-            ["s3:GetObject", "s3:PutObject"],
-            [objects_arn(n.bucket, "layers/") for n in stacks],
-        ),
-        # Only `teardown.py --delete-data` uses it, to empty the bucket before deleting it.
-        _statement("TeardownEmptyBucket", ["s3:DeleteObject"], [objects_arn(n.bucket) for n in stacks]),
-    ]
-
-
-def _deploy_role_statements(stacks: Sequence[StackNames], account: str) -> list[Statement]:
-    roles = [role_arn(account, n.role(f)) for n in stacks for f in (n.worker_function, n.collector_function)]
-    return [
-        _statement(
-            "FunctionRoles",
-            [
-                "iam:CreateRole",
-                "iam:DeleteRole",
-                "iam:DeleteRolePolicy",
-                "iam:GetRole",
-                "iam:GetRolePolicy",
-                "iam:ListRolePolicies",
-                "iam:PutRolePolicy",
-                "iam:TagRole",
-                "iam:UpdateAssumeRolePolicy",
-            ],
-            roles,
-        ),
-        _statement(
-            "PassFunctionRolesToLambdaOnly",
-            ["iam:PassRole"],
-            roles,
-            {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
-        ),
-    ]
-
-
-def _deploy_function_statements(stacks: Sequence[StackNames], region: str, account: str) -> list[Statement]:
-    layers = [layer_arn(region, account, n.layer) for n in stacks]
-    return [
-        _statement(
-            "Functions",
-            [
-                "lambda:CreateAlias",
-                "lambda:CreateFunction",
-                "lambda:DeleteFunction",
-                "lambda:DeleteFunctionConcurrency",
-                "lambda:GetAlias",
-                "lambda:GetFunction",
-                "lambda:GetFunctionConcurrency",
-                "lambda:GetFunctionConfiguration",
-                "lambda:ListTags",
-                "lambda:ListVersionsByFunction",
-                "lambda:PublishVersion",
-                "lambda:PutFunctionConcurrency",
-                "lambda:TagResource",
-                "lambda:UpdateAlias",
-                "lambda:UpdateFunctionCode",
-                "lambda:UpdateFunctionConfiguration",
-            ],
-            _our_function_arns(stacks, region, account),
-        ),
-        _statement("PublishLayer", ["lambda:PublishLayerVersion"], layers),
-        _statement(
-            "LayerVersions",
-            ["lambda:DeleteLayerVersion", "lambda:GetLayerVersion"],
-            [f"{arn}:*" for arn in layers],
-        ),
-    ]
-
-
-def _deploy_mapping_statements(stacks: Sequence[StackNames], region: str, account: str) -> list[Statement]:
-    our_functions = {"ArnLike": {"lambda:FunctionArn": _our_function_arns(stacks, region, account)}}
-    return [
-        # The mapping ARN holds a UUID AWS assigns: the condition pins the mappings to our functions.
-        _statement(
-            "EventSourceMappingsOfOurFunctions",
-            [
-                "lambda:DeleteEventSourceMapping",
-                "lambda:GetEventSourceMapping",
-                "lambda:UpdateEventSourceMapping",
-            ],
-            [f"arn:aws:lambda:{region}:{account}:event-source-mapping:*"],
-            our_functions,
-        ),
-        # No resource type in the Service Authorization Reference: "*" is required; the
-        # lambda:FunctionArn condition limits new mappings to our functions.
-        _statement(
-            "CreateEventSourceMappingNoResourceTypeFunctionCondition",
-            ["lambda:CreateEventSourceMapping"],
-            "*",
-            our_functions,
-        ),
-        # No resource type and no condition key: read-only listing, "*" is required.
-        _statement(
-            "ListMappingsAndLayerVersionsNoResourceType",
-            ["lambda:ListEventSourceMappings", "lambda:ListLayerVersions"],
-            "*",
-        ),
-    ]
-
-
-def _deploy_monitoring_statements(stacks: Sequence[StackNames], region: str, account: str) -> list[Statement]:
-    dashboards = [f"arn:aws:cloudwatch::{account}:dashboard/{n.prefix}-{DASHBOARD_SUFFIX}" for n in stacks]
-    alarms = [
-        f"arn:aws:cloudwatch:{region}:{account}:alarm:{n.prefix}-{suffix}"
-        for n in stacks
-        for suffix in ALARM_SUFFIXES
-    ]
-    return [
-        _statement(
-            "Dashboard",
-            ["cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard", "cloudwatch:PutDashboard"],
-            dashboards,
-        ),
-        _statement(
-            "Alarms",
-            ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
-            alarms,
-        ),
-    ]
-
-
 # --- the bucket -------------------------------------------------------------------------------------------
 
 
 def bucket_policy_tls_only(bucket: str) -> Policy:
     """Deny every S3 request to the bucket or its objects that does not use TLS. `s3:*` in this one Deny
     statement is the standard pattern (a Deny narrows access; it cannot widen it)."""
-    return _policy(
+    return policy_of(
         [
             {
                 "Sid": "DenyInsecureTransport",
